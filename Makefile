@@ -1,0 +1,35 @@
+# Entry points; the work is done by the scripts under tools/.
+.PHONY: help plan test unit sanity lint package molecule images venv clean
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+plan: venv ## Plan a Dify for this machine (embedded default inventory, changes nothing)
+	@tools/plan.sh
+
+test: ## Run every check: unit, sanity, lint, package, molecule
+	@tools/test-all.sh
+
+unit: venv ## Unit and property tests
+	@tools/unit.sh
+
+sanity: venv ## ansible-test sanity from an ansible_collections copy
+	@tools/sanity.sh
+
+lint: venv ## ansible-lint (production profile) and changelog lint
+	@tools/lint.sh
+
+package: venv ## Build, install and import-check the Galaxy tarball
+	@tools/package.sh
+
+molecule: venv ## Every molecule scenario on local podman hosts
+	@tools/molecule.sh
+
+images: ## Build the podman test host images (cached)
+	@tools/build-images.sh
+
+venv: ## Create the virtual environment from requirements/test.txt
+	@tools/venv.sh
+
+clean: ## Remove generated files
+	rm -rf .cache .venv tests/output

@@ -1,0 +1,34 @@
+# shellcheck shell=bash
+# Common environment for the project's tools; sourced, never run.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${DIFYOPS_VENV:-$REPO_ROOT/.venv}"
+CACHE_DIR="$REPO_ROOT/.cache"
+PYTHON="${DIFYOPS_PYTHON:-python3}"
+
+# Podman reads the project's own settings; /etc/containers is never touched.
+export CONTAINERS_CONF="$REPO_ROOT/tests/podman/containers.conf"
+# Ansible finds difyops.dify through a link in the cache (see ansible.cfg).
+export ANSIBLE_CONFIG="$REPO_ROOT/ansible.cfg"
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
+
+# Hash of files' contents, for caches keyed on their inputs.
+content_hash() { cat "$@" | sha256sum | cut -c1-16; }
+
+ensure_collection_link() {
+  local ns_dir="$CACHE_DIR/collections/ansible_collections/difyops"
+  mkdir -p "$ns_dir"
+  if [[ "$(readlink "$ns_dir/dify" 2>/dev/null)" != "$REPO_ROOT" ]]; then
+    rm -rf "$ns_dir/dify"
+    ln -s "$REPO_ROOT" "$ns_dir/dify"
+  fi
+}
+
+activate_venv() {
+  # shellcheck disable=SC1091
+  source "$VENV/bin/activate"
+  ensure_collection_link
+}
