@@ -5,12 +5,21 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${DIFYOPS_VENV:-$REPO_ROOT/.venv}"
 CACHE_DIR="$REPO_ROOT/.cache"
+# shellcheck disable=SC2034 # used by the scripts that source this file
 PYTHON="${DIFYOPS_PYTHON:-python3}"
 
 # Podman reads the project's own settings; /etc/containers is never touched.
 export CONTAINERS_CONF="$REPO_ROOT/tests/podman/containers.conf"
 # Ansible finds difyops.dify through a link in the cache (see ansible.cfg).
 export ANSIBLE_CONFIG="$REPO_ROOT/ansible.cfg"
+# Logs are read as plain text.
+export NO_COLOR=1 ANSIBLE_NOCOLOR=1 PY_COLORS=0
+
+# pip, without the warnings about this machine's unused local indexes.
+pip_install() {
+  local py=$1; shift
+  "$py" -m pip install --quiet "$@" 2> >(grep -v "is ignored: it is neither" >&2)
+}
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }

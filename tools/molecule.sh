@@ -15,7 +15,7 @@ fi
 
 export ANSIBLE_COLLECTIONS_PATH="$CACHE_DIR/collections"
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
-cd "$REPO_ROOT"
+cd "$REPO_ROOT" || exit
 for scenario in "${scenarios[@]}"; do
   log "molecule test -s $scenario"
   molecule test -s "$scenario"

@@ -18,15 +18,15 @@ fi
 
 install_dir="$(mktemp -d "${TMPDIR:-/tmp}/difyops-install.XXXXXX")"
 trap 'rm -rf "$install_dir"' EXIT
-# Dependencies come from the `ansible` package in the venv (Galaxy is unreachable here).
-ansible-galaxy collection install "$tarball" -p "$install_dir" --no-deps >/dev/null
-[[ -f "$install_dir/ansible_collections/difyops/dify/MANIFEST.json" ]] || die "install left no MANIFEST.json"
-
-log "Running difyops.dify.facts from the installed copy"
+log "Installing the tarball and running difyops.dify.facts from the installed copy"
 (
-  cd "$install_dir"
+  cd "$install_dir" || exit
+  # Outside the repository and without its ansible.cfg, as a user's machine would be.
   unset ANSIBLE_CONFIG
   export ANSIBLE_COLLECTIONS_PATH="$install_dir"
+  # Dependencies come from the `ansible` package in the venv (Galaxy is unreachable here).
+  ansible-galaxy collection install "$tarball" -p "$install_dir" --no-deps >/dev/null
+  [[ -f "$install_dir/ansible_collections/difyops/dify/MANIFEST.json" ]] || die "install left no MANIFEST.json"
   installed="$(ansible-galaxy collection list difyops.dify --format json)"
   grep -q "$install_dir" <<<"$installed" || die "difyops.dify does not resolve to the installed copy"
   ansible-playbook -i localhost, -c local -e "ansible_python_interpreter=$VENV/bin/python" \
@@ -39,8 +39,8 @@ if [[ ! -f "$stamp" ]]; then
   log "Creating the galaxy-importer virtual environment"
   rm -rf "$importer_venv"
   "$PYTHON" -m venv "$importer_venv"
-  "$importer_venv/bin/python" -m pip install --quiet --upgrade pip
-  "$importer_venv/bin/python" -m pip install --quiet -r "$REPO_ROOT/requirements/importer.txt"
+  pip_install "$importer_venv/bin/python" --upgrade pip
+  pip_install "$importer_venv/bin/python" -r "$REPO_ROOT/requirements/importer.txt"
   touch "$stamp"
 fi
 log "Running Galaxy's importer on the tarball"

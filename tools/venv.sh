@@ -11,6 +11,6 @@ fi
 log "Creating virtual environment $VENV"
 rm -rf "$VENV"
 "$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet -r "$req"
+pip_install "$VENV/bin/python" --upgrade pip
+pip_install "$VENV/bin/python" -r "$req"
 touch "$stamp"
