@@ -1,0 +1,87 @@
+# -*- coding: utf-8 -*-
+# Copyright: difyops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters that expose the sizing engine to playbooks (documentation in the .yml files beside)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Dict, List, Mapping
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.difyops.dify.plugins.module_utils.sizing.catalog import COMPONENTS
+from ansible_collections.difyops.dify.plugins.module_utils.sizing.errors import PlanError
+from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
+from ansible_collections.difyops.dify.plugins.module_utils.sizing.report import fleet_summary, reports
+
+
+def _address(hv: Mapping[str, Any]) -> Any:
+    """The address other hosts reach this one at: dify_address, an IP ansible_host, or the
+    default IPv4 address from the facts."""
+    if hv.get("dify_address"):
+        return hv["dify_address"]
+    candidate = hv.get("ansible_host")
+    if candidate:
+        try:
+            return str(ipaddress.ip_address(str(candidate)))
+        except ValueError:
+            pass
+    facts = hv.get("ansible_facts") or {}
+    default = facts.get("default_ipv4") or {}
+    return default.get("address") or candidate
+
+
+def plan_inputs(groups: Mapping[str, List[str]], hostvars: Mapping[str, Any], group: str = "dify") -> List[Dict[str, Any]]:
+    """Build the sizing engine's host list from the inventory's groups and the hosts' facts."""
+    if group not in groups:
+        raise AnsibleFilterError("plan_inputs: the inventory has no group '%s' (its groups: %s)"
+                                 % (group, ", ".join(sorted(groups))))
+    hosts = []
+    for name in groups[group]:
+        hv = hostvars[name]
+        facts = hv.get("ansible_facts") or {}
+        gpu_facts = facts.get("gpus") or {}
+        hosts.append({
+            "name": name,
+            "components": [c for c in COMPONENTS if name in groups.get("dify_%s" % c, [])],
+            "vcpus": hv.get("dify_vcpus") or facts.get("processor_vcpus"),
+            "memory_mb": hv.get("dify_memory_mb") or facts.get("memtotal_mb"),
+            "architecture": facts.get("architecture") or "x86_64",
+            "address": _address(hv),
+            "disk_kind": hv.get("dify_disk_kind") or "ssd",
+            "gpus": hv.get("dify_gpus") or gpu_facts.get("devices") or [],
+            "profile": hv.get("dify_profile"),
+            "worker_beat": bool(hv.get("dify_worker_beat")),
+            "overrides": hv.get("dify_sizing_overrides") or {},
+        })
+    return hosts
+
+
+def stack_plan(hosts: List[Mapping[str, Any]], options: Mapping[str, Any] = None) -> Dict[str, Any]:
+    """Plan every host and the fleet; refusals become one filter error listing every problem."""
+    try:
+        return plan_fleet(hosts, options or {})
+    except PlanError as exc:
+        raise AnsibleFilterError("The plan is refused, nothing was changed:\n- " + "\n- ".join(exc.problems))
+
+
+def plan_reports(plan: Mapping[str, Any]) -> Dict[str, str]:
+    """The report files of a plan (Markdown and SVG per host), by file name."""
+    return reports(plan)
+
+
+def plan_summary(plan: Mapping[str, Any]) -> List[str]:
+    """One line per host and one for the fleet."""
+    return fleet_summary(plan)
+
+
+class FilterModule:
+    """The sizing filters."""
+
+    def filters(self):
+        return {
+            "plan_inputs": plan_inputs,
+            "stack_plan": stack_plan,
+            "plan_reports": plan_reports,
+            "plan_summary": plan_summary,
+        }

@@ -1,0 +1,125 @@
+# -*- coding: utf-8 -*-
+# Copyright: difyops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the sizing engine knows about Dify's components, services and profiles.
+
+Floors are what a service needs to start and serve light load (MiB, CPUs); weights say how the
+memory and CPU left after the floors are shared; caps bound services that gain nothing from more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+# Inventory components (groups ``dify_<component>``) and the Compose services each one runs.
+COMPONENTS = ("gateway", "app", "database", "redis", "vector_store", "gpu_inference")
+REQUIRED_COMPONENTS = ("gateway", "app", "database", "redis", "vector_store")
+SINGLE_HOST_COMPONENTS = ("database", "redis", "vector_store")
+
+APP_SERVICES = ("api", "worker", "worker_beat", "web", "sandbox", "plugin_daemon", "ssrf_proxy")
+VECTOR_STORES = ("weaviate", "qdrant", "pgvector")
+# Services whose data must never be swapped out: memswap_limit = mem_limit.
+DATA_SERVICES = ("db_postgres", "redis") + VECTOR_STORES
+
+PROFILES = ("edge", "small", "standard", "large")
+
+# Dify's stated minimum for a full single node.
+DIFY_MIN_VCPUS = 2
+# MemTotal of a machine sold as 4 GiB is 3.6 to 3.9 GiB once firmware and the kernel take theirs.
+DIFY_MIN_MEMORY_MB = 3584
+
+# Dify 1.13 upload limits (MB) and the plugin package limit; the gateway must admit the largest.
+DIFY_UPLOAD_LIMITS_MB = {
+    "UPLOAD_FILE_SIZE_LIMIT": 15,
+    "UPLOAD_IMAGE_FILE_SIZE_LIMIT": 10,
+    "UPLOAD_VIDEO_FILE_SIZE_LIMIT": 100,
+    "UPLOAD_AUDIO_FILE_SIZE_LIMIT": 50,
+    "PLUGIN_MAX_PACKAGE_SIZE": 50,
+}
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """Static sizing data of one Compose service."""
+
+    floor_mb: int
+    weight: float
+    cap_mb: Optional[int]
+    cpu_floor: float
+    cpu_weight: float
+
+
+SERVICE_SPECS: Dict[str, ServiceSpec] = {
+    # api and worker floors grow with their process counts; see host.service_floor_mb.
+    "api": ServiceSpec(floor_mb=256, weight=3.0, cap_mb=None, cpu_floor=0.25, cpu_weight=3.0),
+    "worker": ServiceSpec(floor_mb=256, weight=4.0, cap_mb=None, cpu_floor=0.25, cpu_weight=3.0),
+    "worker_beat": ServiceSpec(floor_mb=128, weight=0.1, cap_mb=384, cpu_floor=0.02, cpu_weight=0.1),
+    "web": ServiceSpec(floor_mb=256, weight=0.3, cap_mb=1024, cpu_floor=0.1, cpu_weight=0.5),
+    "sandbox": ServiceSpec(floor_mb=256, weight=0.5, cap_mb=2048, cpu_floor=0.1, cpu_weight=1.0),
+    "plugin_daemon": ServiceSpec(floor_mb=512, weight=1.5, cap_mb=None, cpu_floor=0.1, cpu_weight=1.0),
+    "ssrf_proxy": ServiceSpec(floor_mb=64, weight=0.1, cap_mb=256, cpu_floor=0.02, cpu_weight=0.2),
+    "nginx": ServiceSpec(floor_mb=64, weight=0.2, cap_mb=512, cpu_floor=0.05, cpu_weight=0.5),
+    "db_postgres": ServiceSpec(floor_mb=256, weight=3.0, cap_mb=None, cpu_floor=0.25, cpu_weight=2.0),
+    "redis": ServiceSpec(floor_mb=128, weight=0.5, cap_mb=16384, cpu_floor=0.1, cpu_weight=0.5),
+    "weaviate": ServiceSpec(floor_mb=1024, weight=3.0, cap_mb=None, cpu_floor=0.25, cpu_weight=2.0),
+    "qdrant": ServiceSpec(floor_mb=512, weight=2.5, cap_mb=None, cpu_floor=0.25, cpu_weight=2.0),
+    "pgvector": ServiceSpec(floor_mb=256, weight=2.0, cap_mb=None, cpu_floor=0.25, cpu_weight=1.5),
+    # CPU-side memory of the inference engine (weights stream through host memory on load).
+    "inference": ServiceSpec(floor_mb=2048, weight=2.0, cap_mb=None, cpu_floor=1.0, cpu_weight=2.0),
+}
+
+# Per-process memory of Dify's Python services (gevent api worker, Celery prefork child).
+API_WORKER_MB = 320
+CELERY_CHILD_MB = 192
+
+
+@dataclass(frozen=True)
+class ProfileTargets:
+    """Process counts and front-end limits a profile aims at, before the host bounds them."""
+
+    api_workers_max: int
+    api_worker_connections: int
+    celery_max: int
+    celery_autoscale: bool
+    nginx_worker_connections: int
+    rate_limit_rps: int
+    autovacuum_naptime_s: int
+
+
+PROFILE_TARGETS: Dict[str, ProfileTargets] = {
+    "edge": ProfileTargets(1, 10, 1, False, 512, 10, 60),
+    "small": ProfileTargets(2, 20, 2, False, 1024, 20, 30),
+    "standard": ProfileTargets(4, 50, 8, False, 2048, 50, 15),
+    "large": ProfileTargets(8, 100, 32, True, 4096, 100, 15),
+}
+
+
+def auto_profile(vcpus: int, memory_mb: int) -> str:
+    """Pick the profile of a host from its size (MemTotal in MiB)."""
+    if memory_mb < 6144 or vcpus < 2:
+        return "edge"
+    if memory_mb < 14336 or vcpus < 4:
+        return "small"
+    if memory_mb < 61440 or vcpus < 16:
+        return "standard"
+    return "large"
+
+
+def services_for(components: Tuple[str, ...], vector_store: str, runs_beat: bool = True) -> Tuple[str, ...]:
+    """The Compose services that the given components run on one host, in a stable order.
+    Only one app host of a fleet runs worker_beat (``runs_beat``)."""
+    services = []
+    if "gateway" in components:
+        services.append("nginx")
+    if "app" in components:
+        services.extend(s for s in APP_SERVICES if runs_beat or s != "worker_beat")
+    if "database" in components:
+        services.append("db_postgres")
+    if "redis" in components:
+        services.append("redis")
+    if "vector_store" in components:
+        services.append(vector_store)
+    if "gpu_inference" in components:
+        services.append("inference")
+    return tuple(services)
