@@ -1,0 +1,93 @@
+"""Benchmark of the sizing engine (issue: plan quality and speed).
+
+Reports, over a deterministic sweep of host shapes (1 vCPU/2 GiB to 192 vCPU/2 TiB, single-node and
+split placements), the share of usable memory the plan hands out (median and minimum; goal: median
+>= 85%, never > 100%), and how long planning a 100-host fleet takes (goal: under a second).
+
+Run: .venv/bin/python bench/sizing.py   (after `make venv`)
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, ".cache", "collections"))
+
+from ansible_collections.difyops.dify.plugins.module_utils.sizing.errors import PlanError  # noqa: E402
+from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet  # noqa: E402
+
+FULL = ["gateway", "app", "database", "redis", "vector_store"]
+SPLIT = [["gateway"], ["app"], ["database", "redis"], ["vector_store"]]
+
+
+def shapes(rng: random.Random, count: int):
+    for _shape in range(count):
+        # Log-uniform sizes: as many small hosts as large ones.
+        vcpus = int(round(2 ** rng.uniform(0, 7.585)))  # 1 .. 192
+        memory_mb = int(2 ** rng.uniform(11, 21))  # 2 GiB .. 2 TiB
+        yield vcpus, memory_mb, rng.choice(["hdd", "ssd", "nvme"])
+
+
+def memory_shares(count: int = 2000, seed: int = 1):
+    rng = random.Random(seed)
+    shares, refused = {}, 0
+    for i, (vcpus, memory_mb, disk) in enumerate(shapes(rng, count)):
+        if i % 2 == 0:
+            hosts = [{"name": "n", "vcpus": vcpus, "memory_mb": memory_mb, "disk_kind": disk, "components": FULL}]
+        else:
+            hosts = [{"name": "h%d" % j, "vcpus": vcpus, "memory_mb": memory_mb, "disk_kind": disk,
+                      "components": c, "address": "10.0.0.%d" % (j + 1)} for j, c in enumerate(SPLIT)]
+        try:
+            plan = plan_fleet(hosts)
+        except PlanError:
+            refused += 1
+            continue
+        for host in plan["hosts"].values():
+            r = host["resources"]
+            kind = "+".join(host["components"]) if len(host["components"]) < 5 else "single node"
+            shares.setdefault(kind, []).append(r["allocated_mb"] / r["usable_mb"])
+    return shares, refused
+
+
+def hundred_host_fleet():
+    hosts = [{"name": "gw", "vcpus": 4, "memory_mb": 8192, "components": ["gateway"], "address": "10.1.0.1"},
+             {"name": "db", "vcpus": 32, "memory_mb": 131072, "components": ["database", "redis"],
+              "address": "10.1.0.2", "disk_kind": "nvme"},
+             {"name": "vec", "vcpus": 16, "memory_mb": 65536, "components": ["vector_store"], "address": "10.1.0.3"}]
+    for i in range(97):
+        hosts.append({"name": "app%02d" % i, "vcpus": 8, "memory_mb": 32768, "components": ["app"],
+                      "address": "10.1.%d.%d" % (1 + i // 200, 10 + i % 200)})
+    return hosts
+
+
+def main() -> int:
+    shares, refused = memory_shares()
+    fleet = hundred_host_fleet()
+    plan_fleet(fleet, {"object_storage": True})
+    timings = []
+    for _run in range(20):
+        start = time.perf_counter()
+        plan_fleet(fleet, {"object_storage": True})
+        timings.append(time.perf_counter() - start)
+    every = [x for values in shares.values() for x in values]
+    median_share, min_share, max_share = statistics.median(every), min(every), max(every)
+    fleet_s = statistics.median(timings)
+    print("memory handed out over %d planned hosts (%d fleets refused): median %.1f%%, minimum %.1f%%, maximum %.1f%%"
+          % (len(every), refused, 100 * median_share, 100 * min_share, 100 * max_share))
+    for kind, values in sorted(shares.items()):
+        median = statistics.median(values)
+        print("  %-16s %4d hosts: median %5.1f%%, minimum %5.1f%%" % (kind, len(values), 100 * median, 100 * min(values)))
+    print("planning a 100-host fleet: median %.1f ms over %d runs (max %.1f ms)"
+          % (1000 * fleet_s, len(timings), 1000 * max(timings)))
+    ok = median_share >= 0.85 and max_share <= 1.0 and fleet_s < 1.0
+    print("goals (median >= 85%%, never > 100%%, 100 hosts < 1 s): %s" % ("met" if ok else "NOT met"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Property tests over host shapes from 1 vCPU/2 GiB to 192 vCPU/2 TiB, 0-8 GPUs of 8-141 GB,
+HDD/SSD/NVMe disks, single-node and split placements."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import HealthCheck, event, given, settings, strategies as st
+
+from ansible_collections.difyops.dify.plugins.module_utils.sizing.catalog import DIFY_UPLOAD_LIMITS_MB
+from ansible_collections.difyops.dify.plugins.module_utils.sizing.errors import PlanError
+from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
+from ansible_collections.difyops.dify.plugins.module_utils.sizing.host import os_reserve_mb, service_floor_mb, Counts
+
+from sizing_helpers import pg_kb
+
+GIB = 1024
+EXAMPLES = 600
+
+
+def pgtune_web_kb(memory_mb, cpus, max_connections):
+    """PGTune's web profile, written out independently of the engine (values in kB)."""
+    total = memory_mb * 1024
+    shared_buffers = total / 4
+    workers = cpus if cpus >= 4 else 8
+    work_mem = max(4096, (total - shared_buffers) / ((max_connections + workers) * 3))
+    return {
+        "shared_buffers": shared_buffers,
+        "effective_cache_size": total * 3 / 4,
+        "maintenance_work_mem": min(total / 16, 2 * 1024 * 1024),
+        "work_mem": work_mem,
+    }
+
+
+gpu = st.builds(
+    lambda gb, cc, i: {"index": i, "name": "GPU %dGB" % gb, "memory_total_mib": gb * 1000 * 1000 // 1024,
+                       "compute_capability": cc, "mig_mode": False},
+    st.integers(8, 141), st.sampled_from(["7.5", "8.0", "8.6", "8.9", "9.0"]), st.just(0))
+
+
+@st.composite
+def shape(draw):
+    vcpus = draw(st.integers(1, 192))
+    memory_mb = draw(st.integers(2 * GIB, 2 * 1024 * GIB))
+    gpus = draw(st.lists(gpu, min_size=0, max_size=8))
+    same = draw(st.booleans())
+    gpus = [dict(gpus[0] if same else g, index=i) for i, g in enumerate(gpus)]
+    return {"vcpus": vcpus, "memory_mb": memory_mb, "gpus": gpus,
+            "disk_kind": draw(st.sampled_from(["hdd", "ssd", "nvme"])),
+            "architecture": draw(st.sampled_from(["x86_64", "aarch64"]))}
+
+
+@st.composite
+def fleet(draw):
+    layout = draw(st.sampled_from(["single", "single+gpu", "split"]))
+    if layout.startswith("single"):
+        components = ["gateway", "app", "database", "redis", "vector_store"]
+        shp = draw(shape())
+        if layout == "single+gpu" and shp["gpus"]:
+            components.append("gpu_inference")
+        return [dict(shp, name="node", components=components)], {}
+    roles = [["gateway"], ["app"], ["app"], ["database", "redis"], ["vector_store"]]
+    if draw(st.booleans()):
+        roles.append(["gpu_inference"])
+    hosts = []
+    for i, components in enumerate(roles):
+        shp = draw(shape())
+        if "gpu_inference" in components and not shp["gpus"]:
+            shp["gpus"] = [draw(gpu)]
+        hosts.append(dict(shp, name="h%d" % i, components=components, address="10.1.0.%d" % (10 + i)))
+    return hosts, {"object_storage": True, "vector_store": draw(st.sampled_from(["auto", "weaviate", "qdrant", "pgvector"]))}
+
+
+def minimum_floors(host_plan_services):
+    """Floors at the smallest process counts: what the plan must at least give."""
+    counts = Counts(api_workers=1, api_worker_connections=10, celery_workers=1, celery_autoscale=False)
+    return {s: service_floor_mb(s, counts) for s in host_plan_services}
+
+
+def check_host(plan, raw):
+    resources = plan["resources"]
+    services = plan["services"]
+    usable = raw["memory_mb"] - os_reserve_mb(raw["memory_mb"])
+    assert resources["usable_mb"] == usable
+    # The sum of memory limits never exceeds host memory minus the OS reserve.
+    assert sum(s["memory_mb"] for s in services.values()) <= usable
+    assert sum(s["memory_reserved_mb"] for s in services.values()) <= usable
+    # Every service gets at least its floor.
+    for name, floor in minimum_floors(services).items():
+        assert services[name]["memory_mb"] >= floor, name
+        assert services[name]["memory_reserved_mb"] <= services[name]["memory_mb"]
+        assert 0 < services[name]["cpus"] <= resources["cpu_available"]
+    assert sum(s["cpus_reserved"] for s in services.values()) <= resources["cpu_available"] + 1e-6
+    for name in ("db_postgres", "redis", "weaviate", "qdrant", "pgvector"):
+        if name in services:
+            assert services[name]["memswap_mb"] == services[name]["memory_mb"]
+    settings = plan["settings"]
+    if "nginx" in settings:
+        assert settings["nginx"]["client_max_body_size_mb"] >= max(DIFY_UPLOAD_LIMITS_MB.values())
+        assert "text/event-stream" not in settings["nginx"]["gzip_types"]
+    if "redis" in settings:
+        assert settings["redis"]["maxmemory_mb"] < services["redis"]["memory_mb"]
+        assert not settings["redis"]["maxmemory_policy"].startswith("allkeys")
+    inference = settings.get("inference")
+    if inference and inference["enabled"]:
+        per_gpu = [g for g in raw["gpus"] if g["index"] in inference["gpu_indexes"]][0]["memory_total_mib"]
+        assert inference["vram_need_mib"] <= 0.9 * per_gpu * inference["tensor_parallel_size"]
+
+
+def check_postgres(pg, memory_mb, cpus):
+    reference = pgtune_web_kb(memory_mb, max(1, int(cpus)), pg["max_connections"])
+    for key, expected in reference.items():
+        assert abs(pg_kb(pg[key]) - expected) <= 0.1 * expected + 1024, (key, pg[key], expected)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fleet())
+def test_plans_fit_or_are_refused(case):
+    hosts, options = case
+    try:
+        plan = plan_fleet(hosts, options)
+    except PlanError as exc:
+        event("refused")
+        # A refusal always names a host or component and what is missing.
+        assert exc.problems
+        for problem in exc.problems:
+            assert "host '" in problem or "component '" in problem
+        return
+    event("planned")
+    raw = {h["name"]: h for h in hosts}
+    fleet_plan = plan["fleet"]
+    for name, host_plan in plan["hosts"].items():
+        check_host(host_plan, raw[name])
+    pools = sum(fleet_plan["app_connections"].values())
+    assert fleet_plan["postgres_max_connections"] >= pools
+    for host_plan in plan["hosts"].values():
+        if "postgres" in host_plan["settings"]:
+            db = host_plan["services"]["db_postgres"]
+            pg = host_plan["settings"]["postgres"]["server"]
+            assert pg["max_connections"] >= pools
+            check_postgres(pg, db["memory_mb"], db["cpus"])
+    assert sum(1 for h in plan["hosts"].values() if "worker_beat" in h["services"]) == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(2, 192), st.integers(4 * GIB, 2 * 1024 * GIB))
+def test_full_nodes_at_or_above_dify_minimum_are_planned(vcpus, memory_mb):
+    plan = plan_fleet([{"name": "n", "vcpus": vcpus, "memory_mb": memory_mb,
+                        "components": ["gateway", "app", "database", "redis", "vector_store"]}])
+    resources = plan["hosts"]["n"]["resources"]
+    assert resources["allocated_mb"] <= resources["usable_mb"]
+    assert math.isfinite(resources["allocated_mb"])
