@@ -145,7 +145,10 @@ def _check_overrides(host: HostInput, available_cpu: float, usable: int, problem
                             % (host.name, key, ", ".join(OVERRIDABLE_SETTINGS)))
     for service, override in host.service_overrides.items():
         for key, value in override.items():
-            if key not in ("memory_mb", "cpus"):
+            if key in ("memory_mb", "cpus") and not _is_number(value):
+                problems.append("host '%s': service '%s' override %s must be a number, got %r"
+                                % (host.name, service, key, value))
+            elif key not in ("memory_mb", "cpus"):
                 problems.append("host '%s': service '%s' override '%s' is unknown (use memory_mb or cpus)"
                                 % (host.name, service, key))
             elif key == "cpus" and not 0 < float(value) <= available_cpu:
@@ -154,6 +157,14 @@ def _check_overrides(host: HostInput, available_cpu: float, usable: int, problem
             elif key == "memory_mb" and not 0 < int(value) <= usable:
                 problems.append("host '%s': service '%s' override memory_mb=%s exceeds the %s usable on the host"
                                 % (host.name, service, value, human_mb(usable)))
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(value, bool)
 
 
 def _check_dify_minimum(host: HostInput, problems: List[str]) -> None:
@@ -174,6 +185,8 @@ def plan_host(host: HostInput, vector_store: str, problems: List[str]) -> Option
     cpu_available = round_cpus(host.vcpus - cpu_reserve(host.vcpus))
     _check_dify_minimum(host, problems)
     _check_overrides(host, cpu_available, usable, problems)
+    if len(problems) > before:
+        return None
     fixed = _fixed_memory(host, services, problems)
     if len(problems) > before:
         return None

@@ -75,6 +75,11 @@ def test_impossible_memory_override():
     assert "service 'api' override memory_mb=1000000 exceeds" in message
 
 
+def test_non_numeric_override():
+    message = refusal([host(overrides={"services": {"api": {"cpus": "two"}}})])
+    assert "service 'api' override cpus must be a number, got 'two'" in message
+
+
 def test_override_below_floor():
     assert "below its floor" in refusal([host(overrides={"services": {"worker": {"memory_mb": 100}}})])
 
