@@ -46,7 +46,8 @@ fi
 log "Running Galaxy's importer on the tarball"
 cfg="$install_dir/galaxy-importer.cfg"
 printf '[galaxy-importer]\nRUN_ANSIBLE_TEST = False\nRUN_ANSIBLE_LINT = True\nLOG_LEVEL_MAIN = INFO\n' >"$cfg"
-GALAXY_IMPORTER_CONFIG="$cfg" "$importer_venv/bin/python" -m galaxy_importer.main "$tarball" \
+# From the temporary directory: the importer writes importer_result.json into its working directory.
+(cd "$install_dir" && GALAXY_IMPORTER_CONFIG="$cfg" "$importer_venv/bin/python" -m galaxy_importer.main "$tarball") \
   2>&1 | tee "$install_dir/importer.log"
 if grep -E '^(ERROR|WARNING)' "$install_dir/importer.log"; then
   die "Galaxy's importer reported the problems above"
