@@ -5,7 +5,6 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${DIFYOPS_VENV:-$REPO_ROOT/.venv}"
 CACHE_DIR="$REPO_ROOT/.cache"
-# shellcheck disable=SC2034 # used by the scripts that source this file
 PYTHON="${DIFYOPS_PYTHON:-python3}"
 
 # Podman reads the project's own settings; /etc/containers is never touched.
@@ -19,6 +18,20 @@ export NO_COLOR=1 ANSIBLE_NOCOLOR=1 PY_COLORS=0
 pip_install() {
   local py=$1; shift
   "$py" -m pip install --quiet "$@" 2> >(grep -v "is ignored: it is neither" >&2)
+}
+
+# Create the virtual environment DIR with `pip install ARGS...`, unless it was made for KEY already.
+# usage: ensure_venv DIR KEY ARGS...
+ensure_venv() {
+  local dir=$1 key=$2
+  shift 2
+  [[ -f "$dir/.stamp-$key" ]] && return 0
+  log "Creating the virtual environment $dir"
+  rm -rf "$dir"
+  "$PYTHON" -m venv "$dir"
+  pip_install "$dir/bin/python" --upgrade pip
+  pip_install "$dir/bin/python" "$@"
+  touch "$dir/.stamp-$key"
 }
 
 log() { printf '==> %s\n' "$*" >&2; }

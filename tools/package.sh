@@ -34,15 +34,8 @@ log "Installing the tarball and running difyops.dify.facts from the installed co
 )
 
 importer_venv="$CACHE_DIR/venv-importer"
-stamp="$importer_venv/.requirements-$(content_hash "$REPO_ROOT/requirements/importer.txt")"
-if [[ ! -f "$stamp" ]]; then
-  log "Creating the galaxy-importer virtual environment"
-  rm -rf "$importer_venv"
-  "$PYTHON" -m venv "$importer_venv"
-  pip_install "$importer_venv/bin/python" --upgrade pip
-  pip_install "$importer_venv/bin/python" -r "$REPO_ROOT/requirements/importer.txt"
-  touch "$stamp"
-fi
+importer_req="$REPO_ROOT/requirements/importer.txt"
+ensure_venv "$importer_venv" "$(content_hash "$importer_req")" -r "$importer_req"
 log "Running Galaxy's importer on the tarball"
 cfg="$install_dir/galaxy-importer.cfg"
 printf '[galaxy-importer]\nRUN_ANSIBLE_TEST = False\nRUN_ANSIBLE_LINT = True\nLOG_LEVEL_MAIN = INFO\n' >"$cfg"

@@ -6,15 +6,7 @@ source "$(dirname "$0")/lib.sh"
 
 sanity_venv="$CACHE_DIR/venv-sanity"
 core_pin="$(grep -E '^ansible-core==' "$REPO_ROOT/requirements/test.txt")"
-stamp="$sanity_venv/.stamp-${core_pin#ansible-core==}"
-if [[ ! -f "$stamp" ]]; then
-  log "Creating the sanity virtual environment ($core_pin)"
-  rm -rf "$sanity_venv"
-  "$PYTHON" -m venv "$sanity_venv"
-  pip_install "$sanity_venv/bin/python" --upgrade pip
-  pip_install "$sanity_venv/bin/python" "$core_pin"
-  touch "$stamp"
-fi
+ensure_venv "$sanity_venv" "${core_pin#ansible-core==}" "$core_pin"
 
 # Outside the repository: inside it, ansible-test would list files through the outer git
 # checkout, which ignores .cache, and skip everything.
