@@ -126,6 +126,11 @@ def app_connections(plan: Mapping[str, Any]) -> int:
     return sum(settings.get(s, {}).get("db_connections", 0) for s in ("api", "worker", "plugin_daemon"))
 
 
+def connection_limit(connections: int) -> int:
+    """max_connections for a server: the clients' connections plus the reserve, rounded up to 10."""
+    return ceil_div(connections + POSTGRES_RESERVED_CONNECTIONS, 10) * 10
+
+
 def _endpoint(plan: Mapping[str, Any], service: str, single_node: bool) -> str:
     host = service if single_node else plan["address"]
     return "%s:%d" % (host, PORTS[service])
@@ -144,10 +149,11 @@ def fleet_section(plans: Dict[str, Dict[str, Any]], vector_store: str, beat_host
     single_node = len(plans) == 1
     apps = [p for p in plans.values() if "app" in p["components"]]
     connections = {p["name"]: app_connections(p) for p in apps}
-    max_connections = ceil_div(sum(connections.values()) + POSTGRES_RESERVED_CONNECTIONS, 10) * 10
+    max_connections = connection_limit(sum(connections.values()))
     for plan in plans.values():
         _complete_data_services(plan, max_connections, apps)
-    data_access = {component: allowed_networks(apps) for component in ("database", "redis", "vector_store", "gpu_inference")}
+    app_networks = allowed_networks(apps)
+    data_access = {component: list(app_networks) for component in ("database", "redis", "vector_store", "gpu_inference")}
     return {
         "single_node": single_node,
         "vector_store": vector_store,
@@ -180,9 +186,9 @@ def _complete_data_services(plan: Dict[str, Any], max_connections: int, apps: Se
         processes = sum(p["settings"].get("api", {}).get("server_worker_amount", 0)
                         + p["settings"].get("worker", {}).get("celery_worker_amount", 0) for p in apps)
         per_process = plan["settings"]["vector_store"]["pgvector_max_connection"]
-        pgv_connections = ceil_div(processes * per_process + POSTGRES_RESERVED_CONNECTIONS, 10) * 10
         plan["settings"]["vector_store"]["server"] = postgres_settings(
-            services["pgvector"]["memory_mb"], services["pgvector"]["cpus"], plan["disk_kind"], pgv_connections, naptime)
+            services["pgvector"]["memory_mb"], services["pgvector"]["cpus"], plan["disk_kind"],
+            connection_limit(processes * per_process), naptime)
 
 
 def plan_fleet(raw_hosts: Sequence[Mapping[str, Any]], options: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:

@@ -103,7 +103,7 @@ def _fixed_memory(host: HostInput, services: Tuple[str, ...], problems: List[str
                             % (host.name, service, ", ".join(services)))
             continue
         if "memory_mb" in override:
-            fixed[service] = int(override["memory_mb"])
+            fixed[service] = int(float(override["memory_mb"]))
     return fixed
 
 
@@ -154,7 +154,7 @@ def _check_overrides(host: HostInput, available_cpu: float, usable: int, problem
             elif key == "cpus" and not 0 < float(value) <= available_cpu:
                 problems.append("host '%s': service '%s' needs cpus between 0 and %.2f (the CPUs left after the "
                                 "OS reserve), the override asks for %s" % (host.name, service, available_cpu, value))
-            elif key == "memory_mb" and not 0 < int(value) <= usable:
+            elif key == "memory_mb" and not 0 < float(value) <= usable:
                 problems.append("host '%s': service '%s' override memory_mb=%s exceeds the %s usable on the host"
                                 % (host.name, service, value, human_mb(usable)))
 

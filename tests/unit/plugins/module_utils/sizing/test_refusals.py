@@ -100,6 +100,11 @@ def test_every_problem_is_reported_at_once():
     assert len(problems) == 3
 
 
+def test_memory_override_given_as_a_string_is_read_as_a_number():
+    plan = plan_fleet([host(overrides={"services": {"api": {"memory_mb": "2.5e3"}}})])
+    assert plan["hosts"]["h1"]["services"]["api"]["memory_mb"] == 2500
+
+
 def test_overrides_are_honoured():
     plan = plan_fleet([host(overrides={"services": {"api": {"memory_mb": 3000, "cpus": 1.5}},
                                        "settings": {"api_workers": 3}})])
