@@ -9,9 +9,11 @@ import ipaddress
 from typing import Any, Dict, List, Mapping
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.difyops.dify.plugins.module_utils.disk_inventory import slowest_kind
 from ansible_collections.difyops.dify.plugins.module_utils.sizing.catalog import COMPONENTS
 from ansible_collections.difyops.dify.plugins.module_utils.sizing.errors import PlanError
 from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
+from ansible_collections.difyops.dify.plugins.module_utils.sizing.host import DISK_KINDS
 from ansible_collections.difyops.dify.plugins.module_utils.sizing.report import fleet_summary, reports
 
 
@@ -31,6 +33,14 @@ def _address(hv: Mapping[str, Any]) -> Any:
     return default.get("address") or candidate
 
 
+def _disk_kind(facts: Mapping[str, Any]) -> str:
+    """The slowest known disk kind behind the data paths that difyops.dify.disk_facts described;
+    'ssd' when there are no such facts or every kind is unknown."""
+    entries = ((facts.get("disks") or {}).get("paths") or {}).values()
+    kind = slowest_kind(entry.get("kind") for entry in entries)
+    return kind if kind in DISK_KINDS else "ssd"
+
+
 def plan_inputs(groups: Mapping[str, List[str]], hostvars: Mapping[str, Any], group: str = "dify") -> List[Dict[str, Any]]:
     """Build the sizing engine's host list from the inventory's groups and the hosts' facts."""
     if group not in groups:
@@ -48,7 +58,7 @@ def plan_inputs(groups: Mapping[str, List[str]], hostvars: Mapping[str, Any], gr
             "memory_mb": hv.get("dify_memory_mb") or facts.get("memtotal_mb"),
             "architecture": facts.get("architecture") or "x86_64",
             "address": _address(hv),
-            "disk_kind": hv.get("dify_disk_kind") or "ssd",
+            "disk_kind": hv.get("dify_disk_kind") or _disk_kind(facts),
             "gpus": hv.get("dify_gpus") or gpu_facts.get("devices") or [],
             "profile": hv.get("dify_profile"),
             "worker_beat": bool(hv.get("dify_worker_beat")),

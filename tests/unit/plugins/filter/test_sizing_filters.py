@@ -53,3 +53,16 @@ def test_stack_plan_refusal_is_a_filter_error_listing_problems():
 def test_plan_inputs_without_the_dify_group():
     with pytest.raises(AnsibleFilterError, match="no group 'dify'"):
         FILTERS["plan_inputs"]({"all": []}, {})
+
+
+def test_plan_inputs_takes_gpus_and_disk_kind_from_the_fact_modules():
+    facts = dict(HOSTVARS["a1"]["ansible_facts"])
+    facts["gpus"] = {"count": 1, "devices": [{"index": 0, "name": "NVIDIA L4", "memory_total_mib": 23034}]}
+    facts["disks"] = {"paths": {"/var/lib/docker": {"kind": "nvme"}, "/srv/dify": {"kind": "hdd"},
+                                "bad": {"error": "bad is not an absolute path"}}}
+    hostvars = dict(HOSTVARS, a1=dict(HOSTVARS["a1"], ansible_facts=facts))
+    a1 = FILTERS["plan_inputs"](GROUPS, hostvars)[0]
+    assert a1["disk_kind"] == "hdd", "the slowest described path decides"
+    assert a1["gpus"][0]["name"] == "NVIDIA L4"
+    facts["disks"] = {"paths": {"/": {"kind": "unknown"}}}
+    assert FILTERS["plan_inputs"](GROUPS, hostvars)[0]["disk_kind"] == "ssd"
