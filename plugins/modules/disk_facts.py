@@ -25,7 +25,7 @@ description:
     names every such path.
   - Optionally measures 4 KiB random-read IOPS with fio on one path (O(iops_probe)).
 author:
-  - difyops contributors
+  - difyops contributors (@difyops)
 options:
   paths:
     description:

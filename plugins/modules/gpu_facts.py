@@ -23,7 +23,7 @@ description:
     driver cannot hang the play.
   - The sizing engine reads C(ansible_facts.gpus.devices) (see P(difyops.dify.plan_inputs#filter)).
 author:
-  - difyops contributors
+  - difyops contributors (@difyops)
 options:
   backend:
     description:

@@ -172,7 +172,7 @@ def test_network_mount_is_never_touched_unless_asked(fleet, monkeypatch):
         touched.append(str(path))
         return real_stat(path, *args, **kwargs)
     monkeypatch.setattr(disk_inventory.os, "stat", spy)
-    monkeypatch.setattr(disk_inventory.os, "statvfs", lambda p: touched.append(p))
+    monkeypatch.setattr(disk_inventory.os, "statvfs", touched.append)
     entry = describe(fleet, "/mnt/nfs-hung/dify")["paths"]["/mnt/nfs-hung/dify"]
     assert [path for path in touched if not path.startswith(fleet["sysfs"])] == [], "only sysfs was read"
     assert entry["kind"] == "network" and entry["statted"] is False and entry["exists"] is None
