@@ -85,13 +85,15 @@ class ProfileTargets:
     nginx_worker_connections: int
     rate_limit_rps: int
     autovacuum_naptime_s: int
+    docker_log_max_mb: int
+    docker_log_max_files: int
 
 
 PROFILE_TARGETS: Dict[str, ProfileTargets] = {
-    "edge": ProfileTargets(1, 10, 1, False, 512, 10, 60),
-    "small": ProfileTargets(2, 20, 2, False, 1024, 20, 30),
-    "standard": ProfileTargets(4, 50, 8, False, 2048, 50, 15),
-    "large": ProfileTargets(8, 100, 32, True, 4096, 100, 15),
+    "edge": ProfileTargets(1, 10, 1, False, 512, 10, 60, 10, 3),
+    "small": ProfileTargets(2, 20, 2, False, 1024, 20, 30, 20, 5),
+    "standard": ProfileTargets(4, 50, 8, False, 2048, 50, 15, 50, 5),
+    "large": ProfileTargets(8, 100, 32, True, 4096, 100, 15, 100, 5),
 }
 
 

@@ -19,6 +19,9 @@ from .gpu import plan_inference
 from .units import clamp, human_mb, round_cpus
 
 DISK_KINDS = ("nvme", "ssd", "hdd", "virtual", "network")
+SLICE_NAME = "dify.slice"
+# systemd's default CPUWeight is 100: under contention the stack gets four shares to the OS's one.
+SLICE_CPU_WEIGHT = 400
 OVERRIDABLE_SETTINGS = ("api_workers", "api_worker_connections", "celery_workers", "nginx_worker_connections",
                         "rate_limit_rps", "context_tokens")
 
@@ -242,7 +245,7 @@ def plan_host(host: HostInput, vector_store: str, problems: List[str]) -> Option
         },
         "services": planned_services,
         "settings": service_settings(services, counts, targets, planned_services, host),
-        "host_tuning": host_tuning(host, services, targets),
+        "host_tuning": host_tuning(host, services, targets, cpu_available, usable),
     }
     return plan
 
@@ -354,8 +357,9 @@ def vector_store_settings(store: str, planned: Mapping[str, Any]) -> Dict[str, A
     return settings
 
 
-def host_tuning(host: HostInput, services: Tuple[str, ...], targets: ProfileTargets) -> Dict[str, Any]:
-    """Kernel, swap and THP decisions for the host."""
+def host_tuning(host: HostInput, services: Tuple[str, ...], targets: ProfileTargets, cpu_available: float,
+                usable_mb: int) -> Dict[str, Any]:
+    """Kernel, swap, THP, the systemd slice that bounds the whole stack, and Docker daemon settings."""
     data = [s for s in services if s in DATA_SERVICES]
     sysctl = {
         "net.core.somaxconn": max(1024, targets.nginx_worker_connections),
@@ -375,4 +379,22 @@ def host_tuning(host: HostInput, services: Tuple[str, ...], targets: ProfileTarg
         if small else {"policy": "off"},
         "sysctl": sysctl,
         "transparent_hugepage": "madvise" if data else "unchanged",
+        # The slice holds every container of the stack: the same CPUs and memory the services were
+        # sized from, so the stack as a whole can never take the OS reserve. MemoryHigh starts
+        # reclaim a little before the hard limit.
+        "slice": {
+            "name": SLICE_NAME,
+            "cpu_quota_percent": int(round(cpu_available * 100)),
+            "cpu_weight": SLICE_CPU_WEIGHT,
+            "memory_high_mb": int(usable_mb * 0.95),
+            "memory_max_mb": usable_mb,
+        },
+        "docker": {
+            "log_max_size_mb": targets.docker_log_max_mb,
+            "log_max_files": targets.docker_log_max_files,
+            "live_restore": True,
+            "nofile_soft": 65536,
+            "nofile_hard": 1048576,
+            "cgroup_driver": "systemd",
+        },
     }

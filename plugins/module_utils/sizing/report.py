@@ -77,6 +77,10 @@ def host_markdown(plan: Mapping[str, Any], fleet: Mapping[str, Any]) -> str:
         "Host: swap %s; transparent huge pages %s; sysctl %s." % (
             "off" if swap["policy"] == "off" else "swapfile of %s (swappiness %d)" % (human_mb(swap["size_mb"]), swap["swappiness"]),
             tuning["transparent_hugepage"], ", ".join("%s=%s" % kv for kv in sorted(tuning["sysctl"].items()))),
+        "Slice `%s`: CPUQuota %d%%, CPUWeight %d, MemoryHigh %s, MemoryMax %s; Docker logs %d × %d MB." % (
+            tuning["slice"]["name"], tuning["slice"]["cpu_quota_percent"], tuning["slice"]["cpu_weight"],
+            human_mb(tuning["slice"]["memory_high_mb"]), human_mb(tuning["slice"]["memory_max_mb"]),
+            tuning["docker"]["log_max_files"], tuning["docker"]["log_max_size_mb"]),
     ]
     if plan["name"] == fleet.get("worker_beat_host"):
         lines.append("This host runs worker_beat and the database migrations.")
