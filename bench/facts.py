@@ -80,16 +80,16 @@ def report(times: List[Dict[str, object]], rounds: int) -> int:
         key = TASKS.get(str(entry["task"]))
         if key:
             per_host.setdefault(str(entry["host"]), {})[key] = float(entry["seconds"]) / rounds
-    print("%-24s %9s %13s %9s %9s %7s %11s" % ("host", "ping (s)", "setup hw (s)", "gpu (s)", "disk (s)", "ratio",
-                                              "task ratio"))
+    header = ("host", "ping (s)", "setup hw (s)", "gpu (s)", "disk (s)", "ratio", "task ratio")
+    print("%-24s %9s %13s %9s %9s %7s %11s" % header)
     ratios = []
     for host, row in sorted(per_host.items()):
         net = {key: max(row[key] - row["ping"], 0.0) for key in ("setup_hardware", "gpu_facts", "disk_facts")}
         ratio = (net["gpu_facts"] + net["disk_facts"]) / net["setup_hardware"]
         task_ratio = (row["gpu_facts"] + row["disk_facts"]) / row["setup_hardware"]
         ratios.append(ratio)
-        print("%-24s %9.3f %13.3f %9.3f %9.3f %7.2f %11.2f" % (host, row["ping"], net["setup_hardware"], net["gpu_facts"],
-                                                           net["disk_facts"], ratio, task_ratio))
+        cells = (host, row["ping"], net["setup_hardware"], net["gpu_facts"], net["disk_facts"], ratio, task_ratio)
+        print("%-24s %9.3f %13.3f %9.3f %9.3f %7.2f %11.2f" % cells)
     worst = max(ratios)
     print("rounds per source: %d; runtimes less ping's; (gpu_facts + disk_facts) / setup hardware: "
           "median %.2f, worst %.2f (goal <= 1): %s"

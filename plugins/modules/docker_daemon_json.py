@@ -30,7 +30,7 @@ options:
     description: Keys to set, with Docker's own names (C(log-opts), C(live-restore), ...).
     type: dict
     default: {}
-  remove_keys:
+  remove:
     description: Top-level keys to remove, for settings this owner no longer wants.
     type: list
     elements: str
@@ -115,7 +115,7 @@ def main() -> None:
         argument_spec={
             "path": {"type": "path", "default": "/etc/docker/daemon.json"},
             "settings": {"type": "dict", "default": {}},
-            "remove_keys": {"type": "list", "elements": "str", "default": []},
+            "remove": {"type": "list", "elements": "str", "default": []},
             "validate_only": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
@@ -133,7 +133,7 @@ def main() -> None:
         module.exit_json(changed=False, config=current, existed=before_text is not None,
                          nvidia_runtime=runtime_state(current))
 
-    merged = merge(current, module.params["settings"], module.params["remove_keys"])
+    merged = merge(current, module.params["settings"], module.params["remove"])
     changed = merged != current
     result = {"changed": changed, "config": merged, "existed": before_text is not None,
               "nvidia_runtime": runtime_state(merged)}
