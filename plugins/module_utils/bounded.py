@@ -10,8 +10,9 @@ daemon thread it does not keep the module's process alive when the module exits.
 
 from __future__ import annotations
 
+import subprocess
 import threading
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, List, Tuple
 
 
 class CallTimeout(Exception):
@@ -41,3 +42,13 @@ def bounded(what: str, seconds: float, func: Callable[..., Any], *args: Any) -> 
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("value")
+
+
+def run_bounded(argv: List[str], seconds: float) -> Tuple[int, str, str]:
+    """Run a command without a shell; (rc, stdout, stderr), or CallTimeout once `seconds` pass
+    (the command is killed then)."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise CallTimeout(argv[0], seconds) from exc
+    return done.returncode, done.stdout, done.stderr

@@ -340,6 +340,8 @@ def describe_gpus(nvml: Any = None, nvml_import_error: Optional[str] = None, nvi
                 reason = nvml_reason(exc)
                 if reason == "nvml_library_not_found":
                     attempts.append(attempt("nvml", "unavailable", reason, nvml_detail(exc)))
+                    if backend == "nvml":
+                        failure = (reason, nvml_detail(exc))  # asked for NVML alone: its absence is the answer
                 else:
                     failure = (reason, nvml_detail(exc))
                     attempts.append(attempt("nvml", "failed", *failure))

@@ -230,20 +230,9 @@ ansible_facts:
           sample: {path: /srv/dify, result: ok, seconds: 3, read_iops: 41200, mean_latency_us: 387.5}
 """
 
-import subprocess
-from typing import List, Tuple
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.difyops.dify.plugins.module_utils.bounded import CallTimeout
+from ansible_collections.difyops.dify.plugins.module_utils.bounded import run_bounded
 from ansible_collections.difyops.dify.plugins.module_utils.disk_inventory import describe_paths, probe_iops
-
-
-def run_with_deadline(argv: List[str], seconds: float) -> Tuple[int, str, str]:
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise CallTimeout(argv[0], seconds) from exc
-    return done.returncode, done.stdout, done.stderr
 
 
 def main() -> None:
@@ -287,7 +276,7 @@ def main() -> None:
             disks["iops_probe"] = {"path": None, "result": "skipped", "reason": "no described local path to probe"}
         else:
             disks["iops_probe"] = probe_iops(module.get_bin_path("fio"), directory, params["iops_probe_seconds"],
-                                             run_with_deadline, module.check_mode)
+                                             run_bounded, module.check_mode)
 
     for problem in problems:
         module.warn(problem)

@@ -213,13 +213,12 @@ ansible_facts:
             - {backend: pci, result: ok, reason: no_nvidia_device, detail: no NVIDIA GPU on the PCI bus}
 """
 
+import functools
 import os
-import subprocess
 import traceback
-from typing import List, Tuple
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.difyops.dify.plugins.module_utils.bounded import CallTimeout
+from ansible_collections.difyops.dify.plugins.module_utils.bounded import run_bounded
 from ansible_collections.difyops.dify.plugins.module_utils.gpu_inventory import describe_gpus
 
 try:
@@ -228,17 +227,6 @@ try:
 except ImportError:
     pynvml = None
     NVML_IMPORT_ERROR = traceback.format_exc()
-
-
-def make_runner(timeout: int):
-    """Run a command with a deadline; the timeout becomes CallTimeout for describe_gpus."""
-    def run(argv: List[str]) -> Tuple[int, str, str]:
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-        except subprocess.TimeoutExpired as exc:
-            raise CallTimeout(argv[0], timeout) from exc
-        return done.returncode, done.stdout, done.stderr
-    return run
 
 
 def main() -> None:
@@ -264,7 +252,7 @@ def main() -> None:
         nvml=pynvml,
         nvml_import_error=NVML_IMPORT_ERROR.strip().splitlines()[-1] if NVML_IMPORT_ERROR else None,
         nvidia_smi=smi,
-        run=make_runner(params["timeout"]),
+        run=functools.partial(run_bounded, seconds=params["timeout"]),
         backend=params["backend"],
         timeout=params["timeout"],
         vcpus=os.cpu_count() or 1,

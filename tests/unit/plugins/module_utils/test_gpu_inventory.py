@@ -16,7 +16,7 @@ from typing import Any, Dict, List
 import pynvml
 import pytest
 
-from ansible_collections.difyops.dify.plugins.module_utils.bounded import CallTimeout, bounded
+from ansible_collections.difyops.dify.plugins.module_utils.bounded import CallTimeout, bounded, run_bounded
 from ansible_collections.difyops.dify.plugins.module_utils.gpu_inventory import (
     cpu_list_from_masks, describe_gpus, parse_cpu_list, parse_nvidia_smi, snake_case, sysfs_bus_id)
 from ansible_collections.difyops.dify.plugins.module_utils.sizing.gpu import usable_gpus
@@ -311,3 +311,18 @@ def test_bounded_passes_values_and_errors_through():
         bounded("divide", 1, lambda: 1 / 0)
     with pytest.raises(CallTimeout, match="sleep did not return within 0.1 s"):
         bounded("sleep", 0.1, time.sleep, 3)
+
+
+def test_nvml_alone_without_its_library_says_so(tmp_path):
+    facts = describe_gpus(nvml=FakeNVML([], init_error=pynvml.NVML_ERROR_LIBRARY_NOT_FOUND), backend="nvml",
+                          nvidia_smi="/usr/bin/nvidia-smi", run=runner(out=SMI_OUTPUT), sysfs=no_pci(tmp_path))
+    assert facts["count"] == 0 and facts["reason"] == "nvml_library_not_found"
+    assert [a["backend"] for a in facts["attempts"]] == ["nvml", "pci"]
+
+
+def test_run_bounded_runs_real_commands_with_a_deadline():
+    assert run_bounded(["sh", "-c", "echo out; echo err >&2; exit 3"], 5) == (3, "out\n", "err\n")
+    started = time.monotonic()
+    with pytest.raises(CallTimeout, match="sleep did not return within 0.2 s"):
+        run_bounded(["sleep", "5"], 0.2)
+    assert time.monotonic() - started < 3
