@@ -18,6 +18,7 @@ import stat
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .bounded import CallTimeout, bounded
+from .sysfs import read_attribute
 
 NETWORK_FSTYPES = frozenset((
     "nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "ceph", "glusterfs", "fuse.glusterfs", "lustre",
@@ -98,14 +99,6 @@ def mount_for(path: str, mounts: Sequence[Mount]) -> Optional[Mount]:
 
 # --------------------------------------------------------------------------------------------- sysfs
 
-def _read(path: str) -> Optional[str]:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read().strip()
-    except OSError:
-        return None
-
-
 class Sysfs:
     """Block-device queries against a sysfs tree (the real /sys, or a test fixture)."""
 
@@ -123,7 +116,7 @@ class Sysfs:
         if os.path.exists(link):
             return os.path.realpath(link)
         for candidate in self.block_names():
-            if _read(os.path.join(self.root, "block", candidate, "dm", "name")) == name:
+            if read_attribute(os.path.join(self.root, "block", candidate, "dm", "name")) == name:
                 return os.path.realpath(os.path.join(self.root, "block", candidate))
         return None
 
@@ -151,12 +144,12 @@ class Sysfs:
     def layer(node: str) -> Dict[str, Any]:
         """What a stacked device is: LVM, dm-crypt, multipath, other device-mapper, md RAID."""
         name = os.path.basename(node)
-        dm_uuid = _read(os.path.join(node, "dm", "uuid"))
+        dm_uuid = read_attribute(os.path.join(node, "dm", "uuid"))
         if dm_uuid is not None:
             kinds = (("LVM-", "lvm"), ("CRYPT-", "crypt"), ("mpath-", "multipath"))
             layer_type = next((kind for prefix, kind in kinds if dm_uuid.startswith(prefix)), "dm")
-            return {"name": name, "type": layer_type, "detail": _read(os.path.join(node, "dm", "name"))}
-        level = _read(os.path.join(node, "md", "level"))
+            return {"name": name, "type": layer_type, "detail": read_attribute(os.path.join(node, "dm", "name"))}
+        level = read_attribute(os.path.join(node, "md", "level"))
         if level is not None:
             return {"name": name, "type": "md", "detail": level}
         if os.path.exists(os.path.join(node, "partition")):
@@ -168,20 +161,20 @@ class Sysfs:
         name = os.path.basename(node)
         if name.startswith("nvme"):
             return "nvme"
-        vendor = _read(os.path.join(node, "device", "vendor")) or ""
+        vendor = read_attribute(os.path.join(node, "device", "vendor")) or ""
         if (name.startswith(VIRTUAL_NAME_PREFIXES) or "/devices/virtual/" in node or "/virtio" in node
                 or vendor.startswith(VIRTUAL_VENDORS)):
             return "virtual"
-        return "hdd" if _read(os.path.join(node, "queue", "rotational")) == "1" else "ssd"
+        return "hdd" if read_attribute(os.path.join(node, "queue", "rotational")) == "1" else "ssd"
 
     def disk_entry(self, node: str) -> Dict[str, Any]:
-        size = _read(os.path.join(node, "size"))
-        model = _read(os.path.join(node, "device", "model"))
+        size = read_attribute(os.path.join(node, "size"))
+        model = read_attribute(os.path.join(node, "device", "model"))
         return {
             "name": os.path.basename(node),
             "kind": self.classify(node),
             "size_bytes": int(size) * 512 if size and size.isdigit() else None,
-            "rotational": _read(os.path.join(node, "queue", "rotational")) == "1",
+            "rotational": read_attribute(os.path.join(node, "queue", "rotational")) == "1",
             "model": model or None,
         }
 

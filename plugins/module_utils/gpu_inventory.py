@@ -22,6 +22,7 @@ import re
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .bounded import CallTimeout, bounded
+from .sysfs import parse_numa_node, read_attribute
 
 NVIDIA_PCI_VENDOR = "0x10de"
 # PCI classes 0x0300 (VGA controller) and 0x0302 (3D controller) are GPUs; NVIDIA's audio and USB
@@ -91,20 +92,8 @@ def cpu_list_from_masks(masks: Sequence[int], bits: int = 64) -> List[int]:
     return cpus
 
 
-def read_sysfs(path: str) -> Optional[str]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read().strip()
-    except OSError:
-        return None
-
-
 def numa_node_from_sysfs(bus_id: str, sysfs: str = "/sys") -> Optional[int]:
-    value = read_sysfs(os.path.join(sysfs, "bus", "pci", "devices", sysfs_bus_id(bus_id), "numa_node"))
-    if value is None or value.lstrip("-").isdigit() is False:
-        return None
-    node = int(value)
-    return node if node >= 0 else None
+    return parse_numa_node(read_attribute(os.path.join(sysfs, "bus", "pci", "devices", sysfs_bus_id(bus_id), "numa_node")))
 
 
 def parse_cpu_list(text: Optional[str]) -> List[int]:
@@ -132,21 +121,20 @@ def scan_pci(sysfs: str = "/sys") -> List[Dict[str, Any]]:
     found = []
     for bus_id in entries:
         device_dir = os.path.join(root, bus_id)
-        if read_sysfs(os.path.join(device_dir, "vendor")) != NVIDIA_PCI_VENDOR:
+        if read_attribute(os.path.join(device_dir, "vendor")) != NVIDIA_PCI_VENDOR:
             continue
-        pci_class = read_sysfs(os.path.join(device_dir, "class")) or ""
+        pci_class = read_attribute(os.path.join(device_dir, "class")) or ""
         if not pci_class.startswith(GPU_PCI_CLASSES):
             continue
         driver_link = os.path.join(device_dir, "driver")
         driver = os.path.basename(os.path.realpath(driver_link)) if os.path.islink(driver_link) else None
-        numa = read_sysfs(os.path.join(device_dir, "numa_node"))
         found.append({
             "pci_bus_id": bus_id,
-            "device_id": read_sysfs(os.path.join(device_dir, "device")),
+            "device_id": read_attribute(os.path.join(device_dir, "device")),
             "class": pci_class,
             "driver": driver,
-            "numa_node": int(numa) if numa and numa.lstrip("-").isdigit() and int(numa) >= 0 else None,
-            "cpu_affinity": parse_cpu_list(read_sysfs(os.path.join(device_dir, "local_cpulist"))),
+            "numa_node": parse_numa_node(read_attribute(os.path.join(device_dir, "numa_node"))),
+            "cpu_affinity": parse_cpu_list(read_attribute(os.path.join(device_dir, "local_cpulist"))),
         })
     return found
 
