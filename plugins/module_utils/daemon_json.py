@@ -51,16 +51,25 @@ def render(config: Mapping[str, Any]) -> str:
     return json.dumps(config, indent=2, sort_keys=True) + "\n"
 
 
-def runtime_state(config: Mapping[str, Any], runtime: str = "nvidia") -> Dict[str, Any]:
-    """Whether a runtime is configured, and whether it is the default. `nvidia-ctk runtime configure`
-    is needed exactly when `configured` is false."""
+def runtime_state(config: Mapping[str, Any], runtime: str = "nvidia", as_default: bool = False) -> Dict[str, Any]:
+    """Whether a runtime is configured and whether it is the default, read without changing anything,
+    and the decision built on it: `configure` is true exactly when `nvidia-ctk runtime configure`
+    must run, that is when the runtime has no path yet, or when it should be the default and is not."""
     runtimes = config.get("runtimes")
     entry = runtimes.get(runtime) if isinstance(runtimes, Mapping) else None
     path = entry.get("path") if isinstance(entry, Mapping) else None
+    configured = bool(path)
+    is_default = config.get("default-runtime") == runtime
+    if not configured:
+        reason = "runtime '%s' has no path" % runtime if entry is not None else "runtime '%s' is not configured" % runtime
+    elif as_default and not is_default:
+        reason = "runtime '%s' is configured (%s) but is not the default runtime" % (runtime, path)
+    else:
+        reason = "runtime '%s' is configured (%s)%s" % (runtime, path, " as the default" if is_default else "")
     return {
-        "configured": bool(path),
-        "default": config.get("default-runtime") == runtime,
+        "configured": configured,
+        "default": is_default,
         "path": path,
-        "reason": ("runtime '%s' is configured (%s)" % (runtime, path)) if path else (
-            "runtime '%s' has no path" % runtime if entry is not None else "runtime '%s' is not configured" % runtime),
+        "configure": not configured or (as_default and not is_default),
+        "reason": reason,
     }

@@ -36,7 +36,18 @@ options:
     elements: str
     default: []
   validate_only:
-    description: Only read and check the file, for preflight checks; never writes.
+    description: Only read and check the file, for preflight checks and read-only decisions; never writes.
+    type: bool
+    default: false
+  runtime:
+    description:
+      - The container runtime whose state RV(runtime_state) reports, for example C(nvidia).
+    type: str
+    default: nvidia
+  runtime_as_default:
+    description:
+      - Whether O(runtime) should be Docker's default runtime; only changes the decision
+        RV(runtime_state.configure), never the file.
     type: bool
     default: false
 attributes:
@@ -64,6 +75,16 @@ EXAMPLES = r"""
 - name: Check that an existing daemon.json can be merged into (preflight)
   difyops.dify.docker_daemon_json:
     validate_only: true
+
+- name: Decide, without writing, whether the nvidia runtime must be configured
+  difyops.dify.docker_daemon_json:
+    validate_only: true
+    runtime: nvidia
+  register: daemon_json
+
+- name: Configure the runtime only when it is missing
+  ansible.builtin.command: nvidia-ctk runtime configure --runtime=docker
+  when: daemon_json.runtime_state.configure
 """
 
 RETURN = r"""
@@ -76,11 +97,31 @@ existed:
   description: Whether the file existed before.
   returned: success
   type: bool
-nvidia_runtime:
-  description: Whether the C(nvidia) runtime is configured, and whether it is the default runtime.
+runtime_state:
+  description:
+    - Whether O(runtime) is configured (has a C(path) under C(runtimes)) and whether it is the
+      C(default-runtime), in the configuration after the merge.
+    - C(configure) is the decision built on them; it is true when the runtime is missing, or when
+      O(runtime_as_default) asks for the default runtime and another one is.
   returned: success
   type: dict
-  sample: {"configured": true, "default": false, "path": "nvidia-container-runtime", "reason": "runtime 'nvidia' is configured (nvidia-container-runtime)"}
+  contains:
+    configured:
+      description: The runtime has a path.
+      type: bool
+    default:
+      description: The runtime is C(default-runtime).
+      type: bool
+    path:
+      description: The runtime's path, or null.
+      type: str
+    configure:
+      description: Whether a tool such as C(nvidia-ctk runtime configure) must run.
+      type: bool
+    reason:
+      description: The state in words.
+      type: str
+  sample: {"configured": true, "default": false, "path": "nvidia-container-runtime", "configure": false, "reason": "runtime 'nvidia' is configured (nvidia-container-runtime)"}
 """
 
 import os
@@ -117,6 +158,8 @@ def main() -> None:
             "settings": {"type": "dict", "default": {}},
             "remove": {"type": "list", "elements": "str", "default": []},
             "validate_only": {"type": "bool", "default": False},
+            "runtime": {"type": "str", "default": "nvidia"},
+            "runtime_as_default": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
@@ -129,14 +172,15 @@ def main() -> None:
     except (OSError, UnicodeDecodeError) as exc:
         module.fail_json(msg="%s cannot be read: %s; nothing was changed" % (path, to_native(exc)), path=path)
 
+    runtime, as_default = module.params["runtime"], module.params["runtime_as_default"]
     if module.params["validate_only"]:
         module.exit_json(changed=False, config=current, existed=before_text is not None,
-                         nvidia_runtime=runtime_state(current))
+                         runtime_state=runtime_state(current, runtime, as_default))
 
     merged = merge(current, module.params["settings"], module.params["remove"])
     changed = merged != current
     result = {"changed": changed, "config": merged, "existed": before_text is not None,
-              "nvidia_runtime": runtime_state(merged)}
+              "runtime_state": runtime_state(merged, runtime, as_default)}
     if changed and module._diff:
         result["diff"] = {"before": render(current) if before_text is not None else "",
                           "after": render(merged), "before_header": path, "after_header": path}

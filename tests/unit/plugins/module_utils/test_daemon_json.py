@@ -61,7 +61,7 @@ def test_render_is_stable_json():
 
 
 @pytest.mark.parametrize("config, configured, default, reason", [
-    (NVIDIA, True, True, "runtime 'nvidia' is configured (nvidia-container-runtime)"),
+    (NVIDIA, True, True, "runtime 'nvidia' is configured (nvidia-container-runtime) as the default"),
     ({"runtimes": NVIDIA["runtimes"]}, True, False, "runtime 'nvidia' is configured (nvidia-container-runtime)"),
     ({}, False, False, "runtime 'nvidia' is not configured"),
     ({"runtimes": {"runc": {"path": "runc"}}}, False, False, "runtime 'nvidia' is not configured"),
@@ -72,3 +72,30 @@ def test_render_is_stable_json():
 def test_nvidia_runtime_state(config, configured, default, reason):
     state = runtime_state(config)
     assert (state["configured"], state["default"], state["reason"]) == (configured, default, reason)
+    # Without asking for the default runtime, configuring is needed exactly when it is missing.
+    assert state["configure"] is not configured
+
+
+@pytest.mark.parametrize("text, as_default, configure", [
+    (None, False, True),                                    # no daemon.json at all
+    ("", False, True),                                      # an empty file
+    ('{"log-driver": "json-file"}', False, True),           # foreign keys only
+    (json.dumps({"runtimes": NVIDIA["runtimes"]}), False, False),   # present: a rerun does nothing
+    (json.dumps({"runtimes": NVIDIA["runtimes"]}), True, True),     # present, but must become the default
+    (json.dumps(NVIDIA), True, False),                      # present and the default
+    (json.dumps(NVIDIA), False, False),                     # a default set by the operator is kept
+    ('{"default-runtime": "nvidia"}', True, True),          # the default names a runtime that is missing
+])
+def test_configure_decision_from_the_file(text, as_default, configure):
+    assert runtime_state(load(text), "nvidia", as_default)["configure"] is configure
+
+
+def test_configure_decision_never_reached_for_a_malformed_file():
+    # The decision needs a configuration; a broken file stops before it, with the place of the error.
+    with pytest.raises(DaemonJsonError, match="line 1"):
+        runtime_state(load('{"runtimes": {"nvidia": '), "nvidia", False)
+
+
+def test_runtime_state_for_another_runtime():
+    state = runtime_state({"runtimes": {"kata": {"path": "/usr/bin/kata-runtime"}}}, "kata")
+    assert state["configured"] and not state["configure"] and state["path"] == "/usr/bin/kata-runtime"
