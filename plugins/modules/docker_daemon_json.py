@@ -121,7 +121,12 @@ runtime_state:
     reason:
       description: The state in words.
       type: str
-  sample: {"configured": true, "default": false, "path": "nvidia-container-runtime", "configure": false, "reason": "runtime 'nvidia' is configured (nvidia-container-runtime)"}
+  sample:
+    configured: true
+    default: false
+    path: nvidia-container-runtime
+    configure: false
+    reason: runtime 'nvidia' is configured (nvidia-container-runtime)
 """
 
 import os

@@ -1,7 +1,7 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Builds a signed, flat apt repository with the same layout as NVIDIA's libnvidia-container/stable
 # mirror, holding TEST STAND-IN packages of the NVIDIA Container Toolkit at two versions. Run on the
-# scenario's mirror host by prepare.yml.   usage: build-standin-repo.sh ROOT NVIDIA_CTK_SOURCE
+# scenario's mirror host by prepare.yml.   usage: build-standin-repo.sh ROOT NVIDIA_CTK_PY
 set -euo pipefail
 root=$1 ctk=$2
 arch=$(dpkg --print-architecture)
@@ -32,7 +32,7 @@ package() {
   echo "Test stand-in for $name $version; not NVIDIA software." > "$dir/usr/share/doc/$name/README.stand-in"
   case $name in
     nvidia-container-toolkit-base)
-      sed "s/@VERSION@/${version%-*}/" "$ctk" > "$dir/usr/bin/nvidia-ctk"
+      { echo '#!/usr/bin/python3'; sed "s/@VERSION@/${version%-*}/" "$ctk"; } > "$dir/usr/bin/nvidia-ctk"
       printf '#!/bin/sh\n# Test stand-in: passes straight through to runc.\nexec runc "$@"\n' \
         > "$dir/usr/bin/nvidia-container-runtime"
       chmod 755 "$dir/usr/bin/nvidia-ctk" "$dir/usr/bin/nvidia-container-runtime";;

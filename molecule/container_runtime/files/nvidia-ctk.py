@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # TEST STAND-IN for NVIDIA's nvidia-ctk, packaged by the difyops molecule scenario
 # container_runtime because the real toolkit cannot be downloaded in the test environment and no GPU
 # is present. It is not NVIDIA software. It does what the role relies on, the way the real tool does:
