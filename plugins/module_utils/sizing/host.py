@@ -329,8 +329,10 @@ def nginx_settings(cpus: float, targets: ProfileTargets, overrides: Mapping[str,
     return {
         "worker_processes": max(1, int(math.ceil(cpus))),
         "worker_connections": int(overrides.get("nginx_worker_connections", targets.nginx_worker_connections)),
-        # Multipart framing adds a little to the largest file Dify accepts.
+        # Multipart framing adds a little to the largest file Dify accepts; the gateway role refuses
+        # a body size below dify_upload_limit_mb.
         "client_max_body_size_mb": max(DIFY_UPLOAD_LIMITS_MB.values()) + 5,
+        "dify_upload_limit_mb": max(DIFY_UPLOAD_LIMITS_MB.values()),
         "gzip": True,
         "gzip_comp_level": 5,
         "gzip_min_length": 1024,
