@@ -22,8 +22,8 @@ def request(method: str, path: str, headers: dict | None = None, body: bytes | N
 
 
 def body_limit(below_mb: int, above_mb: int) -> dict:
-    status, _, data = request("POST", "/v1/upload", {"Content-Type": "application/octet-stream"},
-                              b"\0" * (below_mb << 20))
+    status, _headers, data = request("POST", "/v1/upload", {"Content-Type": "application/octet-stream"},
+                                     b"\0" * (below_mb << 20))
     below = {"status": status, "received": json.loads(data)["received"] if status == 200 else None}
     # Above the limit nginx answers from the Content-Length alone, before any body is sent.
     conn = http.client.HTTPConnection(*GATEWAY, timeout=30)
@@ -38,7 +38,7 @@ def body_limit(below_mb: int, above_mb: int) -> dict:
 def compression() -> dict:
     status, headers, data = request("GET", "/v1/json", {"Accept-Encoding": "gzip"})
     json_doc = json.loads(gzip.decompress(data) if headers.get("content-encoding") == "gzip" else data)
-    _, sse_headers, _ = request("GET", "/v1/sse", {"Accept-Encoding": "gzip"})
+    sse_headers = request("GET", "/v1/sse", {"Accept-Encoding": "gzip"})[1]
     return {"json": {"status": status, "encoding": headers.get("content-encoding"), "host": json_doc["host"]},
             "sse": {"type": sse_headers.get("content-type"), "encoding": sse_headers.get("content-encoding")}}
 
@@ -60,7 +60,7 @@ def streaming() -> dict:
 def burst(count: int) -> dict:
     statuses: dict = {}
     conn = http.client.HTTPConnection(*GATEWAY, timeout=30)
-    for _ in range(count):
+    for _request in range(count):
         conn.request("GET", "/console/api/ping")
         response = conn.getresponse()
         response.read()
@@ -72,12 +72,12 @@ def burst(count: int) -> dict:
 def balance(count: int) -> dict:
     hosts: dict = {}
     for path in ("/", "/e/hook"):
-        for _ in range(count):
-            status, _, data = request("GET", path)
+        for _request in range(count):
+            data = request("GET", path)[2]
             doc = json.loads(data)
             key = "%s %s %s" % (path, doc["service"], doc["host"])
             hosts[key] = hosts.get(key, 0) + 1
-    _, _, data = request("GET", "/e/hook")
+    data = request("GET", "/e/hook")[2]
     return {"served": hosts, "hook_url": json.loads(data)["hook_url"]}
 
 
