@@ -326,9 +326,12 @@ def redis_settings(limit_mb: int) -> Dict[str, Any]:
 def nginx_settings(cpus: float, targets: ProfileTargets, overrides: Mapping[str, int]) -> Dict[str, Any]:
     """Gateway settings: workers from its CPU limit, body size above every Dify upload limit."""
     rps = int(overrides.get("rate_limit_rps", targets.rate_limit_rps))
+    connections = int(overrides.get("nginx_worker_connections", targets.nginx_worker_connections))
     return {
         "worker_processes": max(1, int(math.ceil(cpus))),
-        "worker_connections": int(overrides.get("nginx_worker_connections", targets.nginx_worker_connections)),
+        "worker_connections": connections,
+        # A proxied connection holds two descriptors: the client's and the upstream's.
+        "worker_rlimit_nofile": connections * 2,
         # Multipart framing adds a little to the largest file Dify accepts; the gateway role refuses
         # a body size below dify_upload_limit_mb.
         "client_max_body_size_mb": max(DIFY_UPLOAD_LIMITS_MB.values()) + 5,

@@ -98,6 +98,8 @@ def check_host(plan, raw):
     if "nginx" in settings:
         assert settings["nginx"]["client_max_body_size_mb"] >= max(DIFY_UPLOAD_LIMITS_MB.values())
         assert "text/event-stream" not in settings["nginx"]["gzip_types"]
+        assert settings["nginx"]["dify_upload_limit_mb"] == max(DIFY_UPLOAD_LIMITS_MB.values())
+        assert settings["nginx"]["worker_rlimit_nofile"] >= 2 * settings["nginx"]["worker_connections"]
     if "redis" in settings:
         assert settings["redis"]["maxmemory_mb"] < services["redis"]["memory_mb"]
         assert not settings["redis"]["maxmemory_policy"].startswith("allkeys")
