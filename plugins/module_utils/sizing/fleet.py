@@ -21,7 +21,8 @@ PLAN_VERSION = 1
 # Connections kept free for superusers, backups, monitoring and migrations.
 POSTGRES_RESERVED_CONNECTIONS = 15
 PORTS = {"api": 5001, "web": 3000, "plugin_daemon": 5002, "db_postgres": 5432, "redis": 6379,
-         "weaviate": 8080, "qdrant": 6333, "pgvector": 5432, "inference": 8000}
+         "weaviate": 8080, "qdrant": 6333, "pgvector": 5433, "inference": 8000}
+# pgvector is published on 5433: a split fleet may run the host's PostgreSQL beside it on 5432.
 DEFAULT_OPTIONS = {"profile": "auto", "vector_store": "auto", "object_storage": False}
 
 

@@ -1,0 +1,61 @@
+# -*- coding: utf-8 -*-
+# Copyright: difyops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters that turn the fleet plan into one host's Compose project and check it (documentation
+in the .yml files beside)."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional
+
+from ansible.errors import AnsibleFilterError
+from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.difyops.dify.plugins.module_utils.stack.compose import bundle
+
+try:
+    import jsonschema
+except ImportError:  # pragma: no cover - depends on the controller
+    jsonschema = None
+
+
+def _plain(value: Any) -> Any:
+    """Ansible's lazy containers and tagged strings as plain Python values."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def compose_project(plan: Mapping[str, Any], host: str, options: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """One host's Compose project and what follows from it (secrets, ports, firewall, checks)."""
+    plan = _plain(plan)
+    if host not in plan.get("hosts", {}):
+        raise AnsibleFilterError("compose_project: host '%s' is not in the plan (planned: %s)"
+                                 % (host, ", ".join(sorted(plan.get("hosts", {})))))
+    try:
+        return bundle(plan, host, _plain(options or {}))
+    except KeyError as exc:
+        raise AnsibleFilterError("compose_project: %s" % exc.args[0])
+
+
+def compose_schema_errors(project: Mapping[str, Any], schema: Mapping[str, Any]) -> List[str]:
+    """Every place where the project breaks the Compose Specification, as 'path: message'."""
+    if jsonschema is None:
+        raise AnsibleFilterError(missing_required_lib("jsonschema") + " (on the controller, for compose_schema_errors)")
+    validator_class = jsonschema.validators.validator_for(_plain(schema))
+    validator = validator_class(_plain(schema))
+    errors = sorted(validator.iter_errors(_plain(project)), key=lambda e: list(e.absolute_path))
+    return ["%s: %s" % ("/".join(str(p) for p in error.absolute_path) or "(top)", error.message) for error in errors]
+
+
+class FilterModule:
+    """The Compose filters."""
+
+    def filters(self):
+        return {
+            "compose_project": compose_project,
+            "compose_schema_errors": compose_schema_errors,
+        }

@@ -1,0 +1,463 @@
+# -*- coding: utf-8 -*-
+# Copyright: difyops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One host's Compose project, built from the fleet plan (pure Python, no Ansible imports).
+
+Every number comes from the plan; this module only places it. Secrets never appear here: the
+project refers to them as ``${NAME:?...}`` and Compose interpolates them from the project's
+``.env`` file, which the role writes with mode 0600.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from ..sizing.catalog import DIFY_UPLOAD_LIMITS_MB
+from ..sizing.fleet import PORTS
+from . import reference_1_13_3
+
+REFERENCES = {reference_1_13_3.VERSION: reference_1_13_3}
+# Variables of the Go runtime (read by weaviate and the plugin daemon), not Dify's own settings.
+RUNTIME_ENV = frozenset(("GOMEMLIMIT", "GOMAXPROCS"))
+# Secrets the project refers to; the role generates or takes each one (see dify_secrets).
+SECRET_VARIABLES = ("SECRET_KEY", "DB_PASSWORD", "REDIS_PASSWORD", "SANDBOX_API_KEY", "PLUGIN_DAEMON_KEY",
+                    "PLUGIN_DIFY_INNER_API_KEY", "WEAVIATE_API_KEY", "QDRANT_API_KEY", "PGVECTOR_PASSWORD",
+                    "S3_ACCESS_KEY", "S3_SECRET_KEY")
+# Services run on the host, outside the project, when the fleet is split over several hosts.
+HOST_SERVICES_WHEN_SPLIT = ("nginx", "db_postgres")
+# Inference engines' images and the model names they serve, per plan tier.
+INFERENCE_IMAGES = {"vllm": "vllm/vllm-openai:v0.9.2", "ollama": "ollama/ollama:0.9.6"}
+MODEL_SOURCES = {
+    "llama-3.1-405b-instruct": ("meta-llama/Llama-3.1-405B-Instruct", "llama3.1:405b-instruct"),
+    "llama-3.3-70b-instruct": ("meta-llama/Llama-3.3-70B-Instruct", "llama3.3:70b-instruct"),
+    "qwen2.5-32b-instruct": ("Qwen/Qwen2.5-32B-Instruct", "qwen2.5:32b-instruct"),
+    "qwen2.5-14b-instruct": ("Qwen/Qwen2.5-14B-Instruct", "qwen2.5:14b-instruct"),
+    "llama-3.1-8b-instruct": ("meta-llama/Llama-3.1-8B-Instruct", "llama3.1:8b-instruct"),
+    "llama-3.2-3b-instruct": ("meta-llama/Llama-3.2-3B-Instruct", "llama3.2:3b-instruct"),
+    "qwen2.5-0.5b-instruct": ("Qwen/Qwen2.5-0.5B-Instruct", "qwen2.5:0.5b-instruct"),
+}
+OLLAMA_PORT = 11434
+WEAVIATE_GRPC_PORT = 50051
+SANDBOX_PORT = 8194
+SSRF_PORT = 3128
+DIFY_UID = 1001
+DB_USER = "dify"
+DATABASES = ("dify", "dify_plugin")
+# The pgvector image's superuser (its environment has no POSTGRES_USER).
+PGVECTOR_USER = "postgres"
+# Project-relative directories each service keeps its data in (created by the role).
+DATA_DIRS = {
+    "api": "volumes/app/storage", "worker": "volumes/app/storage", "plugin_daemon": "volumes/plugin_daemon",
+    "db_postgres": "volumes/db/data", "redis": "volumes/redis/data", "weaviate": "volumes/weaviate",
+    "qdrant": "volumes/qdrant", "pgvector": "volumes/pgvector/data", "inference": "volumes/inference",
+    "sandbox": "sandbox/dependencies",
+}
+
+
+def secret(name: str) -> str:
+    """A reference to a secret that Compose takes from the project's .env file."""
+    return "${%s:?%s is missing from .env}" % (name, name)
+
+
+def reference(version: str) -> Any:
+    """The upstream reference of a Dify version; KeyError names the supported ones."""
+    try:
+        return REFERENCES[version]
+    except KeyError:
+        raise KeyError("Dify %s has no reference list in this collection (supported: %s)"
+                       % (version, ", ".join(sorted(REFERENCES))))
+
+
+def hosts_with(plan: Mapping[str, Any], component: str) -> List[Mapping[str, Any]]:
+    return [h for h in plan["hosts"].values() if component in h["components"]]
+
+
+def endpoint(plan: Mapping[str, Any], component: str, service: str) -> Tuple[str, int]:
+    """Where app hosts reach a data service: its name on one host, the data host's address and
+    published port on a split fleet."""
+    if plan["fleet"]["single_node"]:
+        return service, (5432 if service == "pgvector" else PORTS[service])
+    holder = hosts_with(plan, component)[0]
+    return str(holder["address"]), PORTS[service]
+
+
+def project_services(plan: Mapping[str, Any], host: str) -> List[str]:
+    """The Compose services this host's project runs: its planned services, less those the split
+    layout runs on the host itself, and less inference when the plan found no GPU for it."""
+    host_plan = plan["hosts"][host]
+    services = []
+    for name in host_plan["services"]:
+        if not plan["fleet"]["single_node"] and name in HOST_SERVICES_WHEN_SPLIT:
+            continue
+        if name == "inference" and not host_plan["settings"].get("inference", {}).get("enabled"):
+            continue
+        services.append(name)
+    return services
+
+
+def resources(planned: Mapping[str, Any]) -> Dict[str, Any]:
+    """deploy.resources and memswap_limit from a service's plan."""
+    spec: Dict[str, Any] = {"deploy": {"resources": {
+        "limits": {"cpus": "%g" % planned["cpus"], "memory": "%dM" % planned["memory_mb"]},
+        "reservations": {"cpus": "%g" % planned["cpus_reserved"], "memory": "%dM" % planned["memory_reserved_mb"]},
+    }}}
+    if planned.get("memswap_mb"):
+        spec["memswap_limit"] = "%dM" % planned["memswap_mb"]
+    return spec
+
+
+def _vector_env(plan: Mapping[str, Any]) -> Dict[str, str]:
+    kind = plan["fleet"]["vector_store"]
+    host, port = endpoint(plan, "vector_store", kind)
+    env = {"VECTOR_STORE": kind}
+    if kind == "weaviate":
+        grpc = WEAVIATE_GRPC_PORT
+        env.update(WEAVIATE_ENDPOINT="http://%s:%d" % (host, port), WEAVIATE_GRPC_ENDPOINT="grpc://%s:%d" % (host, grpc),
+                   WEAVIATE_API_KEY=secret("WEAVIATE_API_KEY"))
+    elif kind == "qdrant":
+        env.update(QDRANT_URL="http://%s:%d" % (host, port), QDRANT_API_KEY=secret("QDRANT_API_KEY"))
+    else:
+        vector_host = hosts_with(plan, "vector_store")[0]
+        per_process = vector_host["settings"]["vector_store"]["pgvector_max_connection"]
+        env.update(PGVECTOR_HOST=host, PGVECTOR_PORT=str(port), PGVECTOR_USER=PGVECTOR_USER,
+                   PGVECTOR_PASSWORD=secret("PGVECTOR_PASSWORD"), PGVECTOR_DATABASE="dify",
+                   PGVECTOR_MAX_CONNECTION=str(per_process))
+    return env
+
+
+def _storage_env(storage: Mapping[str, Any]) -> Tuple[Dict[str, str], Dict[str, str]]:
+    """Dify's and the plugin daemon's object storage settings: local files, or S3 when given."""
+    if not storage:
+        return {"STORAGE_TYPE": "opendal", "OPENDAL_SCHEME": "fs", "OPENDAL_FS_ROOT": "storage"}, \
+            {"PLUGIN_STORAGE_TYPE": "local"}
+    path_style = "true" if storage.get("path_style", True) else "false"
+    dify = {"STORAGE_TYPE": "s3", "S3_ENDPOINT": str(storage["endpoint"]), "S3_BUCKET_NAME": str(storage["bucket"]),
+            "S3_REGION": str(storage.get("region") or "us-east-1"), "S3_USE_AWS_MANAGED_IAM": "false",
+            "S3_ACCESS_KEY": secret("S3_ACCESS_KEY"), "S3_SECRET_KEY": secret("S3_SECRET_KEY")}
+    plugin = {"PLUGIN_STORAGE_TYPE": "aws_s3", "S3_ENDPOINT": str(storage["endpoint"]),
+              "PLUGIN_STORAGE_OSS_BUCKET": str(storage.get("plugin_bucket") or storage["bucket"]),
+              "S3_USE_PATH_STYLE": path_style, "S3_USE_AWS": "false",
+              "AWS_REGION": str(storage.get("region") or "us-east-1"),
+              "AWS_ACCESS_KEY": secret("S3_ACCESS_KEY"), "AWS_SECRET_KEY": secret("S3_SECRET_KEY")}
+    return dify, plugin
+
+
+def app_env(plan: Mapping[str, Any], storage: Mapping[str, Any]) -> Dict[str, str]:
+    """The settings api, worker and worker_beat share (Dify's x-shared-env)."""
+    db_host, db_port = endpoint(plan, "database", "db_postgres")
+    redis_host, redis_port = endpoint(plan, "redis", "redis")
+    env = {
+        "LOG_LEVEL": "INFO", "DEPLOY_ENV": "PRODUCTION", "SECRET_KEY": secret("SECRET_KEY"),
+        "DB_TYPE": "postgresql", "DB_USERNAME": DB_USER, "DB_PASSWORD": secret("DB_PASSWORD"),
+        "DB_HOST": db_host, "DB_PORT": str(db_port), "DB_DATABASE": DATABASES[0],
+        "REDIS_HOST": redis_host, "REDIS_PORT": str(redis_port), "REDIS_PASSWORD": secret("REDIS_PASSWORD"),
+        "REDIS_DB": "0",
+        "CELERY_BROKER_URL": "redis://:%s@%s:%d/1" % (secret("REDIS_PASSWORD"), redis_host, redis_port),
+        "CODE_EXECUTION_ENDPOINT": "http://sandbox:%d" % SANDBOX_PORT,
+        "CODE_EXECUTION_API_KEY": secret("SANDBOX_API_KEY"),
+        "PLUGIN_DAEMON_URL": "http://plugin_daemon:%d" % PORTS["plugin_daemon"],
+        "PLUGIN_DAEMON_KEY": secret("PLUGIN_DAEMON_KEY"),
+        "PLUGIN_DIFY_INNER_API_KEY": secret("PLUGIN_DIFY_INNER_API_KEY"),
+        "SSRF_PROXY_HTTP_URL": "http://ssrf_proxy:%d" % SSRF_PORT,
+        "SSRF_PROXY_HTTPS_URL": "http://ssrf_proxy:%d" % SSRF_PORT,
+        "MIGRATION_ENABLED": "false",
+    }
+    env.update({name: str(limit) for name, limit in DIFY_UPLOAD_LIMITS_MB.items() if name != "PLUGIN_MAX_PACKAGE_SIZE"})
+    env["PLUGIN_MAX_PACKAGE_SIZE"] = str(DIFY_UPLOAD_LIMITS_MB["PLUGIN_MAX_PACKAGE_SIZE"] * 1024 * 1024)
+    env.update(_vector_env(plan))
+    env.update(_storage_env(storage)[0])
+    return env
+
+
+def _service(image: str, env: Mapping[str, str], planned: Mapping[str, Any], **extra: Any) -> Dict[str, Any]:
+    spec: Dict[str, Any] = {"image": image, "restart": "always"}
+    if env:
+        spec["environment"] = dict(env)
+    spec.update(extra)
+    spec.update(resources(planned))
+    return spec
+
+
+def _published(plan: Mapping[str, Any], host_plan: Mapping[str, Any], ports: Sequence[Tuple[int, int]]) -> Dict[str, Any]:
+    """Ports a split fleet publishes on the host's own (private) address for the other hosts."""
+    if plan["fleet"]["single_node"]:
+        return {}
+    return {"ports": ["%s:%d:%d" % (host_plan["address"], published, target) for published, target in ports]}
+
+
+def _healthcheck(test: Sequence[str], start_period: str = "30s") -> Dict[str, Any]:
+    return {"healthcheck": {"test": list(test), "interval": "10s", "timeout": "5s", "retries": 30,
+                            "start_period": start_period}}
+
+
+def _depends(services: Sequence[str], wanted: Mapping[str, str]) -> Dict[str, Any]:
+    local = {name: {"condition": condition} for name, condition in wanted.items() if name in services}
+    return {"depends_on": local} if local else {}
+
+
+def app_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str], storage: Mapping[str, Any],
+                 services: Sequence[str]) -> Dict[str, Any]:
+    """api, worker, worker_beat, web, sandbox, plugin_daemon and ssrf_proxy of one app host."""
+    host_plan = plan["hosts"][host]
+    planned, settings = host_plan["services"], host_plan["settings"]
+    shared = app_env(plan, storage)
+    waits = {"db_postgres": "service_healthy", "redis": "service_healthy"}
+    storage_volume = ["./%s:/app/api/storage" % DATA_DIRS["api"]]
+    networks = ["default", "ssrf_proxy_network"]
+    out: Dict[str, Any] = {}
+    inner_key = {"INNER_API_KEY_FOR_PLUGIN": secret("PLUGIN_DIFY_INNER_API_KEY")}
+    api_env = dict(shared, **inner_key, MODE="api", MIGRATION_ENABLED="true" if plan["fleet"]["migration_host"] == host else "false",
+                   SERVER_WORKER_AMOUNT=str(settings["api"]["server_worker_amount"]),
+                   SERVER_WORKER_CONNECTIONS=str(settings["api"]["server_worker_connections"]),
+                   GUNICORN_TIMEOUT=str(settings["api"]["gunicorn_timeout"]),
+                   SQLALCHEMY_POOL_SIZE=str(settings["api"]["sqlalchemy_pool_size"]),
+                   SQLALCHEMY_MAX_OVERFLOW=str(settings["api"]["sqlalchemy_max_overflow"]))
+    out["api"] = _service(images["api"], api_env, planned["api"], volumes=storage_volume, networks=networks,
+                          **_published(plan, host_plan, [(PORTS["api"], PORTS["api"])]),
+                          **_healthcheck(["CMD", "curl", "-fsS", "http://localhost:%d/health" % PORTS["api"]], "120s"),
+                          **_depends(services, waits))
+    worker = settings["worker"]
+    worker_env = dict(shared, **inner_key, MODE="worker", CELERY_WORKER_AMOUNT=str(worker["celery_worker_amount"]),
+                      CELERY_AUTO_SCALE="true" if worker["celery_auto_scale"] else "false",
+                      SQLALCHEMY_POOL_SIZE=str(worker["sqlalchemy_pool_size"]),
+                      SQLALCHEMY_MAX_OVERFLOW=str(worker["sqlalchemy_max_overflow"]))
+    if worker["celery_auto_scale"]:
+        worker_env.update(CELERY_MAX_WORKERS=str(worker["celery_max_workers"]),
+                          CELERY_MIN_WORKERS=str(worker["celery_min_workers"]))
+    out["worker"] = _service(images["worker"], worker_env, planned["worker"], volumes=storage_volume,
+                             networks=networks, **_depends(services, waits))
+    if "worker_beat" in services:
+        out["worker_beat"] = _service(images["worker_beat"], dict(shared, MODE="beat"), planned["worker_beat"],
+                                      networks=networks, **_depends(services, waits))
+    out["web"] = _service(images["web"], {"CONSOLE_API_URL": "", "APP_API_URL": "", "NEXT_TELEMETRY_DISABLED": "1",
+                                          "TEXT_GENERATION_TIMEOUT_MS": "60000"},
+                          planned["web"], **_published(plan, host_plan, [(PORTS["web"], PORTS["web"])]))
+    out["sandbox"] = _service(images["sandbox"], {
+        "API_KEY": secret("SANDBOX_API_KEY"), "GIN_MODE": "release", "WORKER_TIMEOUT": "15", "ENABLE_NETWORK": "true",
+        "HTTP_PROXY": "http://ssrf_proxy:%d" % SSRF_PORT, "HTTPS_PROXY": "http://ssrf_proxy:%d" % SSRF_PORT,
+        "SANDBOX_PORT": str(SANDBOX_PORT)}, planned["sandbox"],
+        volumes=["./sandbox/dependencies:/dependencies", "./sandbox/conf:/conf"], networks=["ssrf_proxy_network"],
+        **_healthcheck(["CMD", "curl", "-fsS", "http://localhost:%d/health" % SANDBOX_PORT]))
+    db_host, db_port = endpoint(plan, "database", "db_postgres")
+    redis_host, redis_port = endpoint(plan, "redis", "redis")
+    plugin_env = {
+        "DB_TYPE": "postgresql", "DB_USERNAME": DB_USER, "DB_PASSWORD": secret("DB_PASSWORD"), "DB_HOST": db_host,
+        "DB_PORT": str(db_port), "DB_DATABASE": DATABASES[1], "DB_SSL_MODE": "disable",
+        "REDIS_HOST": redis_host, "REDIS_PORT": str(redis_port), "REDIS_PASSWORD": secret("REDIS_PASSWORD"),
+        "SERVER_PORT": str(PORTS["plugin_daemon"]), "SERVER_KEY": secret("PLUGIN_DAEMON_KEY"),
+        "DIFY_INNER_API_URL": "http://api:%d" % PORTS["api"], "DIFY_INNER_API_KEY": secret("PLUGIN_DIFY_INNER_API_KEY"),
+        "MAX_PLUGIN_PACKAGE_SIZE": shared["PLUGIN_MAX_PACKAGE_SIZE"], "PLUGIN_WORKING_PATH": "/app/storage/cwd",
+        "GOMAXPROCS": str(settings["plugin_daemon"]["gomaxprocs"]),
+    }
+    plugin_env.update(_storage_env(storage)[1])
+    out["plugin_daemon"] = _service(images["plugin_daemon"], plugin_env, planned["plugin_daemon"],
+                                    volumes=["./%s:/app/storage" % DATA_DIRS["plugin_daemon"]],
+                                    **_published(plan, host_plan, [(PORTS["plugin_daemon"], PORTS["plugin_daemon"])]),
+                                    **_depends(services, {"db_postgres": "service_healthy"}))
+    out["ssrf_proxy"] = _service(images["ssrf_proxy"], {
+        "HTTP_PORT": str(SSRF_PORT), "COREDUMP_DIR": "/var/spool/squid", "REVERSE_PROXY_PORT": str(SANDBOX_PORT),
+        "SANDBOX_HOST": "sandbox", "SANDBOX_PORT": str(SANDBOX_PORT)}, planned["ssrf_proxy"],
+        volumes=["./ssrf_proxy/squid.conf:/etc/squid/squid.conf:ro"], networks=networks)
+    return {name: spec for name, spec in out.items() if name in services}
+
+
+def data_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str], services: Sequence[str]) -> Dict[str, Any]:
+    """db_postgres (single node), redis and the vector store of one host."""
+    host_plan = plan["hosts"][host]
+    planned, settings = host_plan["services"], host_plan["settings"]
+    out: Dict[str, Any] = {}
+    if "db_postgres" in services:
+        out["db_postgres"] = _service(images["db_postgres"], {
+            "POSTGRES_USER": DB_USER, "POSTGRES_PASSWORD": secret("DB_PASSWORD"), "POSTGRES_DB": DATABASES[0],
+            "PGDATA": "/var/lib/postgresql/data/pgdata"}, planned["db_postgres"],
+            command=["postgres", "-c", "config_file=/etc/postgresql/postgresql.conf"],
+            volumes=["./%s:/var/lib/postgresql/data" % DATA_DIRS["db_postgres"],
+                     "./postgres/postgresql.dify.conf:/etc/postgresql/postgresql.conf:ro"],
+            **_healthcheck(["CMD", "pg_isready", "-h", "localhost", "-U", DB_USER, "-d", DATABASES[0]]))
+    if "redis" in services:
+        redis = settings["redis"]
+        out["redis"] = _service(images["redis"], {"REDISCLI_AUTH": secret("REDIS_PASSWORD")}, planned["redis"],
+                                command=["redis-server", "--requirepass", secret("REDIS_PASSWORD"),
+                                         "--maxmemory", "%dmb" % redis["maxmemory_mb"],
+                                         "--maxmemory-policy", redis["maxmemory_policy"], "--appendonly", "yes"],
+                                volumes=["./%s:/data" % DATA_DIRS["redis"]],
+                                **_published(plan, host_plan, [(PORTS["redis"], PORTS["redis"])]),
+                                **_healthcheck(["CMD", "redis-cli", "ping"], "10s"))
+    vector = settings.get("vector_store", {})
+    if "weaviate" in services:
+        out["weaviate"] = _service(images["weaviate"], {
+            "PERSISTENCE_DATA_PATH": "/var/lib/weaviate", "QUERY_DEFAULTS_LIMIT": "25",
+            "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "false", "DEFAULT_VECTORIZER_MODULE": "none",
+            "CLUSTER_HOSTNAME": "node1", "AUTHENTICATION_APIKEY_ENABLED": "true",
+            "AUTHENTICATION_APIKEY_ALLOWED_KEYS": secret("WEAVIATE_API_KEY"),
+            "AUTHENTICATION_APIKEY_USERS": "dify", "AUTHORIZATION_ADMINLIST_ENABLED": "true",
+            "AUTHORIZATION_ADMINLIST_USERS": "dify", "DISABLE_TELEMETRY": "true",
+            "GOMEMLIMIT": "%dMiB" % vector["gomemlimit_mb"], "GOMAXPROCS": str(vector["gomaxprocs"])},
+            planned["weaviate"], volumes=["./%s:/var/lib/weaviate" % DATA_DIRS["weaviate"]],
+            **_published(plan, host_plan, [(PORTS["weaviate"], PORTS["weaviate"]),
+                                           (WEAVIATE_GRPC_PORT, WEAVIATE_GRPC_PORT)]))
+    if "qdrant" in services:
+        out["qdrant"] = _service(images["qdrant"], {"QDRANT_API_KEY": secret("QDRANT_API_KEY")}, planned["qdrant"],
+                                 volumes=["./%s:/qdrant/storage" % DATA_DIRS["qdrant"]],
+                                 **_published(plan, host_plan, [(PORTS["qdrant"], PORTS["qdrant"])]))
+    if "pgvector" in services:
+        flags: List[str] = ["postgres"]
+        for name, value in sorted(vector.get("server", {}).items()):
+            flags += ["-c", "%s=%s" % (name, value)]
+        out["pgvector"] = _service(images["pgvector"], {
+            "PGUSER": PGVECTOR_USER, "POSTGRES_PASSWORD": secret("PGVECTOR_PASSWORD"),
+            "POSTGRES_DB": "dify", "PGDATA": "/var/lib/postgresql/data/pgdata"}, planned["pgvector"], command=flags,
+            volumes=["./%s:/var/lib/postgresql/data" % DATA_DIRS["pgvector"]],
+            **_published(plan, host_plan, [(PORTS["pgvector"], 5432)]),
+            **_healthcheck(["CMD", "pg_isready", "-h", "localhost", "-U", PGVECTOR_USER]))
+    return out
+
+
+def inference_service(plan: Mapping[str, Any], host: str, images: Mapping[str, str]) -> Dict[str, Any]:
+    """The OpenAI-compatible inference server on a GPU host, on the GPUs the plan assigned."""
+    host_plan = plan["hosts"][host]
+    inference = host_plan["settings"]["inference"]
+    repo, ollama_tag = MODEL_SOURCES[inference["model"]]
+    devices = [{"driver": "nvidia", "device_ids": [str(u) for u in inference["gpu_uuids"]], "capabilities": ["gpu"]}]
+    port = PORTS["inference"]
+    if inference["engine"] == "vllm":
+        command = ["--model", repo, "--served-model-name", inference["model"], "--port", str(port),
+                   "--gpu-memory-utilization", str(inference["gpu_memory_utilization"]),
+                   "--tensor-parallel-size", str(inference["tensor_parallel_size"]),
+                   "--max-model-len", str(inference["context_tokens"]),
+                   "--max-num-seqs", str(inference["concurrent_sequences"])]
+        if inference["quantization"] in ("fp8",):
+            command += ["--quantization", inference["quantization"]]
+        spec = _service(images["inference"], {}, host_plan["services"]["inference"], command=command, ipc="host",
+                        volumes=["./%s:/root/.cache/huggingface" % DATA_DIRS["inference"]],
+                        **_publish_any(host_plan, [(port, port)]))
+    else:
+        spec = _service(images["inference"], {}, host_plan["services"]["inference"],
+                        volumes=["./%s:/root/.ollama" % DATA_DIRS["inference"]],
+                        **_publish_any(host_plan, [(port, OLLAMA_PORT)]))
+    spec["deploy"]["resources"]["reservations"]["devices"] = devices
+    spec["labels"] = {"io.difyops.model": ollama_tag if inference["engine"] == "ollama" else repo}
+    return {"inference": spec}
+
+
+def _publish_any(host_plan: Mapping[str, Any], ports: Sequence[Tuple[int, int]]) -> Dict[str, Any]:
+    address = host_plan.get("address") or "127.0.0.1"
+    return {"ports": ["%s:%d:%d" % (address, published, target) for published, target in ports]}
+
+
+def gateway_service(plan: Mapping[str, Any], host: str, images: Mapping[str, str], port: int) -> Dict[str, Any]:
+    """nginx of a single node: the only service that publishes a port on every address."""
+    return {"nginx": _service(images["nginx"], {}, plan["hosts"][host]["services"]["nginx"],
+                              volumes=["./nginx/nginx.conf:/etc/nginx/nginx.conf:ro"], ports=["%d:%d" % (port, port)],
+                              **_depends(project_services(plan, host), {"api": "service_started",
+                                                                        "web": "service_started"}))}
+
+
+def images_for(version: str, overrides: Optional[Mapping[str, str]] = None, engine: str = "vllm") -> Dict[str, str]:
+    """The image of every service: the version's upstream images, then the operator's overrides."""
+    ref = reference(version)
+    images = {name: ref.IMAGES[name] for name in ref.IMAGES}
+    images["inference"] = INFERENCE_IMAGES[engine]
+    images.update(overrides or {})
+    return images
+
+
+def build_project(plan: Mapping[str, Any], host: str, options: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """The Compose project of one host: a dict ready to be written as compose.yaml.
+
+    options: version (default 1.13.3), name (project name), images (service -> image overrides),
+    object_storage (endpoint, bucket, region, path_style, plugin_bucket: no credentials),
+    gateway_port, env_extra (service -> {VARIABLE: value})."""
+    opts = dict(options or {})
+    version = str(opts.get("version") or reference_1_13_3.VERSION)
+    services = project_services(plan, host)
+    inference = plan["hosts"][host]["settings"].get("inference", {})
+    images = images_for(version, opts.get("images"), str(inference.get("engine") or "vllm"))
+    storage = opts.get("object_storage") or {}
+    spec: Dict[str, Any] = {}
+    if "nginx" in services:
+        spec.update(gateway_service(plan, host, images, int(opts.get("gateway_port") or 80)))
+    spec.update(app_services(plan, host, images, storage, services) if "api" in services else {})
+    spec.update(data_services(plan, host, images, services))
+    if "inference" in services:
+        spec.update(inference_service(plan, host, images))
+    for service, extra in (opts.get("env_extra") or {}).items():
+        if service in spec:
+            spec[service].setdefault("environment", {}).update({k: str(v) for k, v in extra.items()})
+    project: Dict[str, Any] = {"name": str(opts.get("name") or "dify"), "services": spec}
+    if spec:
+        project["networks"] = {"default": {}}
+        if "ssrf_proxy" in spec:
+            project["networks"]["ssrf_proxy_network"] = {"internal": True}
+    return project
+
+
+def unknown_env(project: Mapping[str, Any], version: str) -> List[str]:
+    """'service: VARIABLE' for every variable the project sets that the version does not know.
+    The inference service is not Dify's and has no reference list."""
+    ref = reference(version)
+    problems = []
+    for service, spec in project.get("services", {}).items():
+        if service == "inference":
+            continue
+        known = set(ref.SERVICE_ENV_NAMES.get(service, ())) | RUNTIME_ENV
+        if service in ref.SHARED_ENV_SERVICES:
+            known |= ref.ENV_NAMES
+        problems += ["%s: %s" % (service, name) for name in spec.get("environment", {}) if name not in known]
+    return problems
+
+
+def secrets_used(project: Mapping[str, Any]) -> List[str]:
+    """The secrets the project refers to, so that each host's .env holds only those."""
+    text = repr(project)
+    return [name for name in SECRET_VARIABLES if "${%s:?" % name in text]
+
+
+def data_dirs(project: Mapping[str, Any]) -> List[str]:
+    """Project-relative directories to create for the services present."""
+    return sorted({DATA_DIRS[s] for s in project.get("services", {}) if s in DATA_DIRS})
+
+
+def published_ports(project: Mapping[str, Any]) -> Dict[str, List[str]]:
+    return {name: list(spec.get("ports", [])) for name, spec in project.get("services", {}).items() if spec.get("ports")}
+
+
+def firewall_rules(plan: Mapping[str, Any], host: str, project: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """Who may reach each port this host publishes on its private address: app hosts for data
+    services and inference, gateway hosts for the app services. Empty on a single node, where
+    only the gateway publishes a port."""
+    if plan["fleet"]["single_node"]:
+        return []
+    access = plan["fleet"]["data_access"]
+    gateways = [plan["hosts"][g]["address"] for g in plan["fleet"]["gateway_hosts"]]
+    sources = {"redis": access["redis"], "inference": access["gpu_inference"]}
+    sources.update({s: access["vector_store"] for s in ("weaviate", "qdrant", "pgvector")})
+    sources.update({s: ["%s/%d" % (a, 128 if ":" in a else 32) for a in gateways] for s in ("api", "web", "plugin_daemon")})
+    rules = []
+    for service, ports in published_ports(project).items():
+        for port in ports:
+            published = int(port.rsplit(":", 2)[-2])
+            rules.append({"service": service, "port": published, "sources": list(sources.get(service, []))})
+    return rules
+
+
+def bundle(plan: Mapping[str, Any], host: str, options: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """Everything the role needs for one host: the project and what follows from it."""
+    project = build_project(plan, host, options)
+    version = str((options or {}).get("version") or reference_1_13_3.VERSION)
+    inference = plan["hosts"][host]["settings"].get("inference", {})
+    endpoint_url = None
+    if "inference" in project["services"]:
+        endpoint_url = "http://%s:%d/v1" % (plan["hosts"][host].get("address") or "127.0.0.1", PORTS["inference"])
+    return {
+        "compose": project,
+        "services": sorted(project["services"]),
+        "images": sorted({spec["image"] for spec in project["services"].values()}),
+        "secrets": secrets_used(project),
+        "data_dirs": data_dirs(project),
+        "unknown_env": unknown_env(project, version),
+        "ports": published_ports(project),
+        "firewall": firewall_rules(plan, host, project),
+        "inference": {"endpoint": endpoint_url, "model": inference.get("model"), "engine": inference.get("engine")}
+        if endpoint_url else None,
+    }

@@ -1,0 +1,145 @@
+# -*- coding: utf-8 -*-
+# Copyright: difyops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Compose projects built from real plans: placement, numbers, secrets, ports, firewall, and the
+checks against the upstream reference and the Compose Specification."""
+
+from __future__ import annotations
+
+import csv
+import json
+import pathlib
+
+import pytest
+import yaml
+
+from ansible_collections.difyops.dify.plugins.filter.compose import compose_project, compose_schema_errors
+from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
+from ansible_collections.difyops.dify.plugins.module_utils.stack import compose, reference_1_13_3
+
+REPO = pathlib.Path(__file__).resolve().parents[5]
+SHARED = REPO.parent / "shared" / "reference"
+SCHEMA = json.loads((REPO / "roles" / "dify_stack" / "files" / "compose-spec.json").read_text(encoding="utf-8"))
+ALL = ["gateway", "app", "database", "redis", "vector_store"]
+# A GPU as difyops.dify.gpu_facts reports it: the stand-in for hardware this machine lacks.
+L40S = {"index": 0, "name": "NVIDIA L40S", "memory_total_mib": 46068, "uuid": "GPU-0b1", "compute_capability": "8.9"}
+
+
+def single(memory_mb=16000, vcpus=4, vector_store="weaviate"):
+    return plan_fleet([{"name": "one", "vcpus": vcpus, "memory_mb": memory_mb, "components": ALL}],
+                      {"vector_store": vector_store})
+
+
+def fleet(vector_store="weaviate"):
+    return plan_fleet([
+        {"name": "gw", "vcpus": 2, "memory_mb": 4000, "components": ["gateway"], "address": "10.0.0.1"},
+        {"name": "app1", "vcpus": 8, "memory_mb": 32000, "components": ["app"], "address": "10.0.0.2"},
+        {"name": "app2", "vcpus": 8, "memory_mb": 32000, "components": ["app"], "address": "10.0.0.3"},
+        {"name": "data", "vcpus": 8, "memory_mb": 32000, "components": ["database", "redis", "vector_store"],
+         "address": "10.0.0.4"},
+        {"name": "gpu", "vcpus": 16, "memory_mb": 64000, "components": ["gpu_inference"], "address": "10.0.0.5",
+         "gpus": [L40S]},
+    ], {"object_storage": True, "vector_store": vector_store})
+
+
+S3 = {"object_storage": {"endpoint": "https://s3.example", "bucket": "dify"}}
+
+
+@pytest.mark.parametrize("store", ["weaviate", "qdrant", "pgvector"])
+def test_single_node_runs_everything_and_publishes_only_nginx(store):
+    plan = single(vector_store=store)
+    bundle = compose_project(plan, "one")
+    assert set(bundle["services"]) == set(plan["hosts"]["one"]["services"])
+    assert bundle["ports"] == {"nginx": ["80:80"]}
+    assert bundle["firewall"] == []
+    assert bundle["unknown_env"] == []
+    assert compose_schema_errors(bundle["compose"], SCHEMA) == []
+    api = bundle["compose"]["services"]["api"]["environment"]
+    assert api["DB_HOST"] == "db_postgres" and api["MIGRATION_ENABLED"] == "true"
+
+
+def test_limits_and_swap_come_from_the_plan():
+    plan = single()
+    services = compose_project(plan, "one")["compose"]["services"]
+    for name, spec in services.items():
+        planned = plan["hosts"]["one"]["services"][name]
+        limits = spec["deploy"]["resources"]["limits"]
+        assert limits == {"cpus": "%g" % planned["cpus"], "memory": "%dM" % planned["memory_mb"]}
+        if name in ("db_postgres", "redis", "weaviate"):
+            assert spec["memswap_limit"] == "%dM" % planned["memory_mb"]
+        else:
+            assert "memswap_limit" not in spec
+    total = sum(int(s["deploy"]["resources"]["limits"]["memory"][:-1]) for s in services.values())
+    assert total <= plan["hosts"]["one"]["resources"]["usable_mb"]
+    worker = services["worker"]["environment"]
+    assert worker["CELERY_WORKER_AMOUNT"] == str(plan["hosts"]["one"]["settings"]["worker"]["celery_worker_amount"])
+    assert "--maxmemory" in services["redis"]["command"]
+
+
+def test_split_fleet_places_services_and_publishes_on_private_addresses():
+    plan = fleet()
+    gw, app1, app2, data = (compose_project(plan, h, S3) for h in ("gw", "app1", "app2", "data"))
+    assert gw["services"] == []
+    assert "worker_beat" in app1["services"] and "worker_beat" not in app2["services"]
+    assert app1["compose"]["services"]["api"]["environment"]["MIGRATION_ENABLED"] == "true"
+    assert app2["compose"]["services"]["api"]["environment"]["MIGRATION_ENABLED"] == "false"
+    assert data["services"] == ["redis", "weaviate"]  # PostgreSQL runs on the host
+    assert app2["ports"]["api"] == ["10.0.0.3:5001:5001"]
+    assert data["ports"]["redis"] == ["10.0.0.4:6379:6379"]
+    env = app2["compose"]["services"]["api"]["environment"]
+    assert env["DB_HOST"] == "10.0.0.4" and env["REDIS_HOST"] == "10.0.0.4"
+    assert env["STORAGE_TYPE"] == "s3" and env["S3_SECRET_KEY"].startswith("${S3_SECRET_KEY:?")
+    assert {r["service"]: r["sources"] for r in data["firewall"]}["redis"] == ["10.0.0.2/31"]
+    assert {r["service"]: r["sources"] for r in app1["firewall"]}["api"] == ["10.0.0.1/32"]
+    for bundle in (app1, app2, data):
+        assert bundle["unknown_env"] == []
+        assert compose_schema_errors(bundle["compose"], SCHEMA) == []
+
+
+def test_gpu_host_gets_inference_on_its_gpus_and_reports_the_endpoint():
+    bundle = compose_project(fleet(), "gpu")
+    spec = bundle["compose"]["services"]["inference"]
+    devices = spec["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "device_ids": ["GPU-0b1"], "capabilities": ["gpu"]}]
+    assert bundle["inference"]["endpoint"] == "http://10.0.0.5:8000/v1"
+    assert compose_schema_errors(bundle["compose"], SCHEMA) == []
+
+
+def test_secrets_are_references_only():
+    bundle = compose_project(fleet(), "app1", S3)
+    values = []
+    for spec in bundle["compose"]["services"].values():
+        values += list(spec.get("environment", {}).values()) + list(spec.get("command", []))
+    for value in values:
+        assert value not in reference_1_13_3.DEFAULT_SECRETS
+        assert not any(secret in value for secret in reference_1_13_3.DEFAULT_SECRETS if len(secret) >= 12)
+    assert set(bundle["secrets"]) <= set(compose.SECRET_VARIABLES)
+    assert "S3_ACCESS_KEY" in bundle["secrets"]
+
+
+def test_unknown_variables_and_schema_errors_are_reported():
+    plan = single()
+    bundle = compose_project(plan, "one", {"env_extra": {"api": {"NOT_A_DIFY_SETTING": 1}}})
+    assert bundle["unknown_env"] == ["api: NOT_A_DIFY_SETTING"]
+    broken = dict(bundle["compose"], services={"api": {"image": "x", "deploy": {"resources": {"limits": {"memory": []}}}}})
+    assert compose_schema_errors(broken, SCHEMA)
+
+
+def test_an_unsupported_version_is_named():
+    from ansible.errors import AnsibleFilterError
+    with pytest.raises(AnsibleFilterError, match="supported: 1.13.3"):
+        compose_project(single(), "one", {"version": "0.15.0"})
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="the upstream reference tables are not beside the repository")
+def test_reference_module_matches_the_upstream_tables():
+    with (SHARED / "dify-1.13.3" / "env-defaults.tsv").open(encoding="utf-8", newline="") as handle:
+        names = {row[0] for row in csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE) if row and row[0]}
+    assert names == set(reference_1_13_3.ENV_NAMES)
+
+
+def test_secrets_role_refuses_every_long_upstream_default():
+    data = yaml.safe_load((REPO / "roles" / "dify_secrets" / "vars" / "main.yml").read_text(encoding="utf-8"))
+    long_defaults = {s for s in reference_1_13_3.DEFAULT_SECRETS if len(s) >= data["_dify_secrets_min_length"]}
+    assert set(data["_dify_secrets_upstream_defaults"]) == long_defaults
+    assert data["_dify_secrets_generated"] + data["_dify_secrets_given_only"] == list(compose.SECRET_VARIABLES)
