@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: difyops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Generate plugins/module_utils/stack/reference_<version>.py from the upstream reference tables
@@ -35,9 +34,9 @@ def main() -> int:
     names = sorted({r[0] for r in env})
     shared = sorted({r[0] for r in service_env if r[1] == "<<shared>>"})
     per_service = {}
-    for service, name, *_ in service_env:
-        if name != "<<shared>>":
-            per_service.setdefault(service, set()).add(name)
+    for row in service_env:
+        if row[1] != "<<shared>>":
+            per_service.setdefault(row[0], set()).add(row[1])
     images = {r[0]: r[1] for r in services if not r[1].startswith("build:")}
     secrets = set()
     for row in env:
