@@ -277,9 +277,11 @@ def data_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str],
     if "redis" in services:
         redis = settings["redis"]
         out["redis"] = _service(images["redis"], {"REDISCLI_AUTH": secret("REDIS_PASSWORD")}, planned["redis"],
-                                command=["redis-server", "--requirepass", secret("REDIS_PASSWORD"),
-                                         "--maxmemory", "%dmb" % redis["maxmemory_mb"],
-                                         "--maxmemory-policy", redis["maxmemory_policy"], "--appendonly", "yes"],
+                                # The password reaches redis-server through the environment, so
+                                # that it is not in the container's recorded command.
+                                command=["sh", "-c", 'exec redis-server --requirepass "$$REDISCLI_AUTH" --maxmemory %dmb '
+                                         "--maxmemory-policy %s --appendonly yes"
+                                         % (redis["maxmemory_mb"], redis["maxmemory_policy"])],
                                 volumes=["./%s:/data" % DATA_DIRS["redis"]],
                                 **_published(plan, host_plan, [(PORTS["redis"], PORTS["redis"])]),
                                 **_healthcheck(["CMD", "redis-cli", "ping"], "10s"))

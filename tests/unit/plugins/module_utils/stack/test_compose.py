@@ -73,7 +73,8 @@ def test_limits_and_swap_come_from_the_plan():
     assert total <= plan["hosts"]["one"]["resources"]["usable_mb"]
     worker = services["worker"]["environment"]
     assert worker["CELERY_WORKER_AMOUNT"] == str(plan["hosts"]["one"]["settings"]["worker"]["celery_worker_amount"])
-    assert "--maxmemory" in services["redis"]["command"]
+    assert "--maxmemory %dmb" % plan["hosts"]["one"]["settings"]["redis"]["maxmemory_mb"] in services["redis"]["command"][2]
+    assert "REDIS_PASSWORD" not in services["redis"]["command"][2]
 
 
 def test_split_fleet_places_services_and_publishes_on_private_addresses():
