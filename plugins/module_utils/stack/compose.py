@@ -182,7 +182,7 @@ def _published(plan: Mapping[str, Any], host_plan: Mapping[str, Any], ports: Seq
     """Ports a split fleet publishes on the host's own (private) address for the other hosts."""
     if plan["fleet"]["single_node"]:
         return {}
-    return {"ports": ["%s:%d:%d" % (host_plan["address"], published, target) for published, target in ports]}
+    return _publish_any(host_plan, ports)
 
 
 def _healthcheck(test: Sequence[str], start_period: str = "30s") -> Dict[str, Any]:
@@ -343,6 +343,7 @@ def inference_service(plan: Mapping[str, Any], host: str, images: Mapping[str, s
 
 
 def _publish_any(host_plan: Mapping[str, Any], ports: Sequence[Tuple[int, int]]) -> Dict[str, Any]:
+    """Ports published on the host's own address (loopback for a single node without one)."""
     address = host_plan.get("address") or "127.0.0.1"
     return {"ports": ["%s:%d:%d" % (address, published, target) for published, target in ports]}
 
