@@ -17,6 +17,8 @@ set -euo pipefail
 source "$(dirname "$0")/../tools/lib.sh"
 activate_venv
 export ANSIBLE_COLLECTIONS_PATH="$CACHE_DIR/collections" ANSIBLE_FORCE_COLOR=0 ANSIBLE_HOST_KEY_CHECKING=false
+# Every run gathers for real: no facts from the repository's fact cache (ansible.cfg).
+export ANSIBLE_GATHERING=implicit ANSIBLE_CACHE_PLUGIN=memory
 sizes=("$@"); [[ ${#sizes[@]} -gt 0 ]] || sizes=(1 4 8)
 image=${DIFYOPS_IMAGE_DEBIAN13:-localhost/difyops-test/debian13:latest}
 work=$(mktemp -d); trap 'cleanup; rm -rf "$work"' EXIT
@@ -24,7 +26,7 @@ net=difyops-bench
 mkdir -p "$REPO_ROOT/bench/results"
 out="$REPO_ROOT/bench/results/fleet-$(date +%Y%m%d).md"
 
-cleanup() { podman ps -a --format '{{.Names}}' | grep '^difyops-bench-' | xargs -r podman rm -f >/dev/null; }
+cleanup() { podman ps -a --format '{{.Names}}' | { grep '^difyops-bench-' || true; } | xargs -r podman rm -f >/dev/null; }
 
 inventory() {  # N -> YAML inventory on stdout
   local n=$1 i groups
@@ -32,7 +34,7 @@ inventory() {  # N -> YAML inventory on stdout
   echo "  vars:"
   echo "    ansible_connection: containers.podman.podman"
   echo "    ansible_python_interpreter: /usr/bin/python3"
-  sed -n '/^        docker_engine_source/,/^verifier:/p' "$REPO_ROOT/molecule/default/molecule.yml" | sed '$d' | sed 's/^      //'
+  sed -n '/^        docker_engine_source/,/^verifier:/p' "$REPO_ROOT/molecule/default/molecule.yml" | sed '$d' | sed 's/^    //'
   if (( n > 1 )); then
     echo "    dify_object_storage: {endpoint: 'https://s3.bench.invalid', bucket: dify}"
     echo "    dify_stack_object_storage: {endpoint: 'https://s3.bench.invalid', bucket: dify}"
@@ -49,7 +51,7 @@ inventory() {  # N -> YAML inventory on stdout
       elif (( i == 1 )); then groups="gateway app"
       elif (( i == 2 )); then groups="database redis vector_store"
       else groups="app"; fi
-      [[ " $groups " == *" $g "* ]] && echo "            difyops-bench-$i: {}"
+      if [[ " $groups " == *" $g "* ]]; then echo "            difyops-bench-$i: {}"; fi
     done
   done
 }
