@@ -73,11 +73,17 @@ address() { podman inspect "$1" --format '{{range .NetworkSettings.Networks}}{{.
 
 busy_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }  # user nice system irq softirq
 
-timed() {  # label logfile command... -> "wall-seconds cpu-seconds" on stdout
+# CPU time of the waited-for children of the calling (sub)shell, as `times` wrote it to a file:
+# ansible-playbook, its forks and ssh clients; not the hosts' side of the run. (`times` must run
+# in that shell itself: in a pipe or $(...) it runs in a fresh subshell and counts nothing.)
+children_cpu() { awk 'NR == 2 { n = 0; for (i = 1; i <= 2; i++) { split($i, t, /[ms]/); n += t[1] * 60 + t[2] }; print n }' "$1"; }
+
+timed() {  # label logfile command... -> "wall-seconds machine-cpu-seconds controller-cpu-seconds" on stdout
   local start end ticks0 ticks1; start=$(date +%s.%N); ticks0=$(busy_ticks)
   "${@:3}" > "$2" 2>&1 || { echo "FAILED: $1 (see $2)" >&2; tail -30 "$2" >&2; exit 1; }
   end=$(date +%s.%N); ticks1=$(busy_ticks)
-  echo "$(echo "$end - $start" | bc) $(echo "($ticks1 - $ticks0) / $(getconf CLK_TCK)" | bc -l)"
+  times > "$2.times"
+  echo "$(echo "$end - $start" | bc) $(echo "($ticks1 - $ticks0) / $(getconf CLK_TCK)" | bc -l) $(children_cpu "$2.times")"
 }
 
 ssh_ready() {  # name: openssh-server and the run's key on a started host
@@ -88,7 +94,7 @@ ssh_ready() {  # name: openssh-server and the run's key on a started host
 }
 
 printf 'name: bare facts\nhosts: all\ngather_facts: true\ntasks: []\n' | sed '1s/^/- /; 2,$s/^/  /' > "$work/facts.yml"
-printf '| hosts | facts play (s) | site, first converge (s) | site, rerun (s) | rerun / facts | site / site on 1 host | CPU-seconds: facts / converge / rerun | CPUs busy in converge |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n' > "$work/table"
+printf '| hosts | facts play (s) | site, first converge (s) | site, rerun (s) | rerun / facts | site / site on 1 host | machine CPU-s: facts / converge / rerun | controller CPU-s: converge / rerun | CPUs busy in converge |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n' > "$work/table"
 [[ -f "$work/id_bench" ]] || ssh-keygen -q -t ed25519 -N '' -C difyops-bench -f "$work/id_bench"
 podman network exists "$net" || podman network create "$net" >/dev/null
 first=""
@@ -108,16 +114,16 @@ for n in "${sizes[@]}"; do
     || { tail -30 "$work/prepare-$n.log"; exit 1; }
   log "fleet of $n: facts, site, site again"
   result=$(timed facts "$work/facts-$n.log" ansible-playbook -i "$work/inv-$n.yml" "$work/facts.yml")
-  read -r facts facts_cpu <<< "$result"
+  read -r facts facts_cpu _ <<< "$result"
   result=$(timed converge "$work/site-$n.log" ansible-playbook -i "$work/inv-$n.yml" difyops.dify.site)
-  read -r converge converge_cpu <<< "$result"
+  read -r converge converge_cpu converge_ctl <<< "$result"
   result=$(timed rerun "$work/rerun-$n.log" ansible-playbook -i "$work/inv-$n.yml" difyops.dify.site)
-  read -r rerun rerun_cpu <<< "$result"
+  read -r rerun rerun_cpu rerun_ctl <<< "$result"
   if grep -E 'changed=[1-9]' "$work/rerun-$n.log"; then echo "the rerun on $n hosts changed something" >&2; exit 1; fi
   [[ -n "$first" ]] || first=$converge
-  printf '| %d | %.1f | %.1f | %.1f | %.2f | %.2f | %.1f / %.1f / %.1f | %.2f of %d |\n' "$n" "$facts" "$converge" "$rerun" \
+  printf '| %d | %.1f | %.1f | %.1f | %.2f | %.2f | %.1f / %.1f / %.1f | %.1f / %.1f | %.2f of %d |\n' "$n" "$facts" "$converge" "$rerun" \
     "$(echo "$rerun / $facts" | bc -l)" "$(echo "$converge / $first" | bc -l)" \
-    "$facts_cpu" "$converge_cpu" "$rerun_cpu" "$(echo "$converge_cpu / $converge" | bc -l)" "$(nproc)" >> "$work/table"
+    "$facts_cpu" "$converge_cpu" "$rerun_cpu" "$converge_ctl" "$rerun_ctl" "$(echo "$converge_cpu / $converge" | bc -l)" "$(nproc)" >> "$work/table"
 done
 [[ -n "$keep" ]] || cleanup
 { echo "# difyops.dify.site on podman fleets ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs)"; echo; cat "$work/table"; } | tee "$out"
