@@ -1,0 +1,142 @@
+# -*- coding: utf-8 -*-
+# Copyright: difyops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Bring a set of directories and small files to a wanted state, one entry at a time.
+
+Shared by the file_set module; no Ansible imports, so tests run it on a real temporary tree.
+Each entry is compared first (what differs), then applied. A file is written to a temporary file
+beside it, given its mode and owner, optionally validated, then renamed over the old one, so a
+reader never sees half a file and a file that fails validation never replaces the old one.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import stat
+import tempfile
+from dataclasses import dataclass
+from typing import Callable, List, Optional
+
+
+class FileSetError(Exception):
+    """An entry that cannot be checked or applied; the message names the path."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: str
+    kind: str  # "directory" or "file"
+    mode: int
+    owner: Optional[int] = None  # None: leave as it is (new entries belong to the running user)
+    group: Optional[int] = None
+    content: Optional[bytes] = None  # files only
+    validate: Optional[str] = None  # files only: a command with %s for the candidate file
+
+
+def parse_mode(value: str, path: str) -> int:
+    text = str(value)
+    if not text.isdigit() or any(digit > "7" for digit in text) or len(text) > 4:
+        raise FileSetError("%s: mode %r is not an octal mode such as '0644'" % (path, value))
+    return int(text, 8)
+
+
+def resolve_user(value: Optional[str], path: str) -> Optional[int]:
+    if value is None or str(value) == "":
+        return None
+    if str(value).isdigit():
+        return int(value)
+    try:
+        return pwd.getpwnam(str(value)).pw_uid
+    except KeyError:
+        raise FileSetError("%s: owner %r is not a user on this host" % (path, value)) from None
+
+
+def resolve_group(value: Optional[str], path: str) -> Optional[int]:
+    if value is None or str(value) == "":
+        return None
+    if str(value).isdigit():
+        return int(value)
+    try:
+        return grp.getgrnam(str(value)).gr_gid
+    except KeyError:
+        raise FileSetError("%s: group %r is not a group on this host" % (path, value)) from None
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def differences(entry: Entry) -> List[str]:
+    """What differs between the entry and the host: 'missing', 'type', 'content', 'mode', 'owner', 'group'."""
+    try:
+        info = os.lstat(entry.path)
+    except FileNotFoundError:
+        return ["missing"]
+    except OSError as exc:
+        raise FileSetError("%s cannot be checked: %s" % (entry.path, exc)) from None
+    wanted_type = stat.S_ISDIR if entry.kind == "directory" else stat.S_ISREG
+    if not wanted_type(info.st_mode):
+        return ["type"]
+    found: List[str] = []
+    if entry.kind == "file":
+        try:
+            if _read(entry.path) != entry.content:
+                found.append("content")
+        except OSError as exc:
+            raise FileSetError("%s cannot be read: %s" % (entry.path, exc)) from None
+    if stat.S_IMODE(info.st_mode) != entry.mode:
+        found.append("mode")
+    if entry.owner is not None and info.st_uid != entry.owner:
+        found.append("owner")
+    if entry.group is not None and info.st_gid != entry.group:
+        found.append("group")
+    return found
+
+
+def _set_attributes(path: str, entry: Entry) -> None:
+    if entry.owner is not None or entry.group is not None:
+        os.chown(path, -1 if entry.owner is None else entry.owner, -1 if entry.group is None else entry.group)
+    os.chmod(path, entry.mode)
+
+
+def _write(entry: Entry, run_validate: Callable[[str, str], Optional[str]]) -> None:
+    directory = os.path.dirname(entry.path) or "."
+    fd, candidate = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(entry.path))
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(entry.content or b"")
+            handle.flush()
+            os.fsync(handle.fileno())
+        _set_attributes(candidate, entry)
+        if entry.validate:
+            problem = run_validate(entry.validate, candidate)
+            if problem is not None:
+                raise FileSetError("%s failed validation, so it was not replaced: %s" % (entry.path, problem))
+        os.replace(candidate, entry.path)
+    finally:
+        if os.path.exists(candidate):
+            os.unlink(candidate)
+
+
+def apply(entry: Entry, found: List[str], run_validate: Callable[[str, str], Optional[str]]) -> None:
+    """Make the host match the entry, given what differences() found."""
+    if not found:
+        return
+    if "type" in found:
+        raise FileSetError("%s exists but is not a %s; remove it or choose another path" % (entry.path, entry.kind))
+    try:
+        if entry.kind == "directory":
+            if "missing" in found:
+                os.makedirs(entry.path, exist_ok=True)
+            _set_attributes(entry.path, entry)
+        elif "missing" in found or "content" in found:
+            if not os.path.isdir(os.path.dirname(entry.path) or "."):
+                raise FileSetError("%s: its directory does not exist; list it under directories first" % entry.path)
+            _write(entry, run_validate)
+        else:
+            _set_attributes(entry.path, entry)
+    except OSError as exc:
+        raise FileSetError("%s cannot be written: %s" % (entry.path, exc)) from None

@@ -1,0 +1,150 @@
+# -*- coding: utf-8 -*-
+# Copyright: difyops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""file_set on a real temporary tree: what differs, what is applied, validation that keeps the old
+file, and the module itself run as Ansible runs it (arguments on stdin), secrets masked."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.difyops.dify.plugins.module_utils.file_set import (
+    Entry, FileSetError, apply, differences, parse_mode, resolve_user)
+
+
+def never(command, candidate):
+    raise AssertionError("validate ran for an entry that has none")
+
+
+def mode_of(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_a_missing_tree_is_created_then_found_equal(tmp_path):
+    directory = Entry(path=str(tmp_path / "a" / "b"), kind="directory", mode=0o750)
+    file = Entry(path=str(tmp_path / "a" / "b" / "f.conf"), kind="file", mode=0o600, content=b"x=1\n")
+    for entry in (directory, file):
+        found = differences(entry)
+        assert found == ["missing"]
+        apply(entry, found, never)
+        assert differences(entry) == []
+    assert mode_of(directory.path) == 0o750 and mode_of(file.path) == 0o600
+    assert (tmp_path / "a" / "b" / "f.conf").read_bytes() == b"x=1\n"
+
+
+def test_drift_in_content_mode_and_owner_is_found_and_corrected(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"old\n")
+    os.chmod(path, 0o644)
+    entry = Entry(path=str(path), kind="file", mode=0o600, owner=os.getuid() + 4242, content=b"new\n")
+    found = differences(entry)
+    assert found == ["content", "mode", "owner"]
+    if os.getuid() != 0:
+        pytest.skip("changing an owner needs root")
+    apply(entry, found, never)
+    assert path.read_bytes() == b"new\n" and mode_of(path) == 0o600 and os.stat(path).st_uid == os.getuid() + 4242
+    assert differences(entry) == []
+
+
+def test_only_attributes_are_set_when_the_content_is_equal(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"same")
+    os.chmod(path, 0o666)
+    inode = os.stat(path).st_ino
+    entry = Entry(path=str(path), kind="file", mode=0o640, content=b"same")
+    assert differences(entry) == ["mode"]
+    apply(entry, ["mode"], never)
+    assert mode_of(path) == 0o640 and os.stat(path).st_ino == inode  # not rewritten
+
+
+def test_a_file_that_fails_validation_never_replaces_the_old_one(tmp_path):
+    path = tmp_path / "compose.yaml"
+    path.write_bytes(b"good\n")
+    seen = []
+
+    def refuse(command, candidate):
+        seen.append((command, open(candidate, "rb").read(), mode_of(candidate)))
+        return "line 1: broken"
+
+    entry = Entry(path=str(path), kind="file", mode=0o640, content=b"bad\n", validate="check %s")
+    with pytest.raises(FileSetError, match="compose.yaml failed validation, so it was not replaced: line 1: broken"):
+        apply(entry, differences(entry), refuse)
+    assert seen == [("check %s", b"bad\n", 0o640)]  # the candidate had its content and mode
+    assert path.read_bytes() == b"good\n"
+    assert sorted(os.listdir(tmp_path)) == ["compose.yaml"]  # no temporary file left behind
+
+
+def test_a_path_of_the_wrong_type_is_refused(tmp_path):
+    (tmp_path / "d").write_text("a file where a directory belongs")
+    entry = Entry(path=str(tmp_path / "d"), kind="directory", mode=0o755)
+    assert differences(entry) == ["type"]
+    with pytest.raises(FileSetError, match="exists but is not a directory"):
+        apply(entry, ["type"], never)
+
+
+def test_a_file_whose_directory_is_missing_is_refused(tmp_path):
+    entry = Entry(path=str(tmp_path / "nowhere" / "f"), kind="file", mode=0o644, content=b"")
+    with pytest.raises(FileSetError, match="list it under directories first"):
+        apply(entry, differences(entry), never)
+
+
+@pytest.mark.parametrize("value", ["644", "0644", "0755", "1777"])
+def test_octal_modes(value):
+    assert parse_mode(value, "/p") == int(value, 8)
+
+
+@pytest.mark.parametrize("value", ["0o644", "rw-r--r--", "0648", "07777", ""])
+def test_bad_modes_name_the_path(value):
+    with pytest.raises(FileSetError, match="^/p: mode"):
+        parse_mode(value, "/p")
+
+
+def test_owners_by_name_or_number():
+    assert resolve_user("root", "/p") == 0 and resolve_user("1001", "/p") == 1001 and resolve_user(None, "/p") is None
+    with pytest.raises(FileSetError, match="owner 'no-such-user-here' is not a user"):
+        resolve_user("no-such-user-here", "/p")
+
+
+def run_module(args, check_mode=False, diff=False):
+    """Runs the module as Ansible does, with its arguments on stdin."""
+    payload = {"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)}
+    process = subprocess.run([sys.executable, "-m", "ansible_collections.difyops.dify.plugins.modules.file_set"],
+                             input=json.dumps(payload), capture_output=True, text=True, env=os.environ, check=False)
+    return json.loads(process.stdout)
+
+
+def test_the_module_applies_a_set_masks_secrets_and_reruns_unchanged(tmp_path):
+    secret = "SECRET_KEY=kept-value-0123456789\n"
+    args = {"directories": [{"path": str(tmp_path / "p"), "mode": "0750"}],
+            "files": [{"path": str(tmp_path / "p" / ".env"), "content": secret, "mode": "0600", "secret": True},
+                      {"path": str(tmp_path / "p" / "compose.yaml"), "content": "name: dify\n", "mode": "0640",
+                       "validate": "grep -q name: %s"}]}
+    checked = run_module(args, check_mode=True, diff=True)
+    assert checked["changed"] and not (tmp_path / "p").exists()  # check mode writes nothing
+    first = run_module(args, diff=True)
+    assert first["changed"] and first["changed_paths"] == [str(tmp_path / "p"), str(tmp_path / "p" / ".env"),
+                                                           str(tmp_path / "p" / "compose.yaml")]
+    assert (tmp_path / "p" / ".env").read_text() == secret and mode_of(tmp_path / "p" / ".env") == 0o600
+    for result in (checked, first):
+        assert "kept-value-0123456789" not in json.dumps(result)  # not in the arguments, not in the diff
+        assert {"before_header": str(tmp_path / "p" / "compose.yaml"), "after_header": str(tmp_path / "p" / "compose.yaml"),
+                "before": "", "after": "name: dify\n"} in result["diff"]
+    again = run_module(args)
+    assert (again["changed"], again["changed_paths"], again["changes"]) == (False, [], {})
+
+
+def test_the_module_fails_on_validation_and_says_what_it_applied(tmp_path):
+    args = {"directories": [{"path": str(tmp_path / "p")}],
+            "files": [{"path": str(tmp_path / "p" / "compose.yaml"), "content": "broken", "mode": "0640",
+                       "validate": "grep -q name: %s"}]}
+    result = run_module(args)
+    assert result["failed"] and result["changed"]
+    assert "compose.yaml failed validation, so it was not replaced" in result["msg"]
+    assert result["msg"].endswith("applied before it: %s" % (tmp_path / "p"))
+    assert not (tmp_path / "p" / "compose.yaml").exists()
