@@ -21,7 +21,7 @@
 # DIFYOPS_BENCH_KEEP=DIR keeps the last fleet running and writes its inventory and logs to DIR
 # (for profiling reruns: ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks ansible-playbook -i
 # DIR/inv-N.yml difyops.dify.site); remove the hosts with `podman rm -f` when done.
-# Results: a table on stdout and in bench/results/fleet-<date>.md.
+# Results: a table on stdout and in bench/results/fleet-<date>.md (fleet-<date>-<hhmm>.md when that exists).
 set -euo pipefail
 source "$(dirname "$0")/../tools/lib.sh"
 activate_venv
@@ -35,6 +35,7 @@ if [[ -n "$keep" ]]; then work=$keep; mkdir -p "$work"; else work=$(mktemp -d); 
 net=difyops-bench
 mkdir -p "$REPO_ROOT/bench/results"
 out="$REPO_ROOT/bench/results/fleet-$(date +%Y%m%d).md"
+[[ ! -e "$out" ]] || out="$REPO_ROOT/bench/results/fleet-$(date +%Y%m%d-%H%M).md"  # never overwrite a result
 
 cleanup() { podman ps -a --format '{{.Names}}' | { grep '^difyops-bench-' || true; } | xargs -r podman rm -f >/dev/null; }
 
