@@ -200,7 +200,8 @@ def main() -> None:
     try:
         planned = entries(module.params)
         # Masks each secret file's content in everything the module returns, its arguments included.
-        module.no_log_values.update(to_text(entry.content) for entry, secret in planned if secret)
+        # (An empty content is not masked: it would mask the empty string inside every value.)
+        module.no_log_values.update(to_text(entry.content) for entry, secret in planned if secret and entry.content)
         for entry, secret in planned:
             found = differences(entry)
             if not found:
