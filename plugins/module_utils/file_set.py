@@ -42,26 +42,23 @@ def parse_mode(value: str, path: str) -> int:
     return int(text, 8)
 
 
-def resolve_user(value: Optional[str], path: str) -> Optional[int]:
+def _resolve(value: Optional[str], path: str, what: str, lookup: Callable[[str], int]) -> Optional[int]:
     if value is None or str(value) == "":
         return None
     if str(value).isdigit():
         return int(value)
     try:
-        return pwd.getpwnam(str(value)).pw_uid
+        return lookup(str(value))
     except KeyError:
-        raise FileSetError("%s: owner %r is not a user on this host" % (path, value)) from None
+        raise FileSetError("%s: %s %r is not a %s on this host" % (path, what, value, "user" if what == "owner" else what)) from None
+
+
+def resolve_user(value: Optional[str], path: str) -> Optional[int]:
+    return _resolve(value, path, "owner", lambda name: pwd.getpwnam(name).pw_uid)
 
 
 def resolve_group(value: Optional[str], path: str) -> Optional[int]:
-    if value is None or str(value) == "":
-        return None
-    if str(value).isdigit():
-        return int(value)
-    try:
-        return grp.getgrnam(str(value)).gr_gid
-    except KeyError:
-        raise FileSetError("%s: group %r is not a group on this host" % (path, value)) from None
+    return _resolve(value, path, "group", lambda name: grp.getgrnam(name).gr_gid)
 
 
 def _read(path: str) -> bytes:
