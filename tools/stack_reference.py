@@ -15,6 +15,13 @@ import re
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# Settings Dify's api reads (its pydantic configuration under api/configs/) that .env.example does
+# not list, per version, with the file that declares each; the variable check accepts them too.
+SETTINGS_NOT_IN_ENV_EXAMPLE = {
+    "1.13.3": {
+        "S3_ADDRESS_STYLE": "api/configs/middleware/storage/amazon_s3_storage_config.py",
+    },
+}
 SECRET_NAMES = re.compile(r"(PASSWORD|SECRET_KEY|API_KEY|_KEY$|ALLOWED_KEYS|REDISCLI_AUTH|BROKER_URL)")
 
 
@@ -62,6 +69,10 @@ def main() -> int:
         "ENV_NAMES = frozenset((",
     ]
     lines += ["    %r," % n for n in names]
+    settings = SETTINGS_NOT_IN_ENV_EXAMPLE.get(version, {})
+    lines += ["))", "# Settings Dify reads that .env.example does not list (tools/stack_reference.py names their source).",
+              "SETTINGS_NAMES = frozenset(("]
+    lines += ["    %r,  # %s" % (n, settings[n]) for n in sorted(settings)]
     lines += ["))", "SHARED_ENV_SERVICES = %r" % (tuple(shared),), "# Variables each service's own environment block sets.", "SERVICE_ENV_NAMES = {"]
     for service in sorted(per_service):
         lines.append("    %r: frozenset((" % service)

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.basic import missing_required_lib
-from ansible_collections.difyops.dify.plugins.module_utils.stack.compose import bundle
+from ansible_collections.difyops.dify.plugins.module_utils.stack.compose import StackError, bundle
 
 try:
     import jsonschema
@@ -39,6 +39,8 @@ def compose_project(plan: Mapping[str, Any], host: str, options: Optional[Mappin
         return bundle(plan, host, _plain(options or {}))
     except KeyError as exc:
         raise AnsibleFilterError("compose_project: %s" % exc.args[0])
+    except StackError as exc:
+        raise AnsibleFilterError("compose_project: host %s: %s" % (host, exc))
 
 
 def compose_schema_errors(project: Mapping[str, Any], schema: Mapping[str, Any]) -> List[str]:

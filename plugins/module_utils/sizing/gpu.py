@@ -26,24 +26,40 @@ VLLM_MIN_COMPUTE_CAPABILITY = 7.0
 
 @dataclass(frozen=True)
 class ModelTier:
-    """An open model family member, described by what its VRAM need depends on."""
+    """An open model family member, described by what its VRAM need depends on and where each
+    quantization's weights come from (a tier without a checkpoint for a quantization never gets it:
+    vLLM's online FP8 first loads the bf16 weights whole, so it cannot make a model fit)."""
 
     name: str
     params_b: float
     layers: int
     kv_heads: int
     head_dim: int
+    repo: str  # Hugging Face repository of the bf16 weights
+    gated: bool  # that repository asks for an accepted licence: a token is needed to download it
+    fp8_repo: Optional[str]  # an FP8 checkpoint (compressed-tensors, ungated), or None
+    awq_repo: Optional[str]  # a 4-bit AWQ checkpoint (ungated), or None
+    ollama: str  # Ollama library name; the tag adds the quantization
 
 
 # Largest first: the plan takes the first that fits.
 MODEL_TIERS = (
-    ModelTier("llama-3.1-405b-instruct", 405.9, 126, 8, 128),
-    ModelTier("llama-3.3-70b-instruct", 70.6, 80, 8, 128),
-    ModelTier("qwen2.5-32b-instruct", 32.8, 64, 8, 128),
-    ModelTier("qwen2.5-14b-instruct", 14.8, 48, 8, 128),
-    ModelTier("llama-3.1-8b-instruct", 8.0, 32, 8, 128),
-    ModelTier("llama-3.2-3b-instruct", 3.2, 28, 8, 128),
-    ModelTier("qwen2.5-0.5b-instruct", 0.5, 24, 2, 64),
+    ModelTier("llama-3.1-405b-instruct", 405.9, 126, 8, 128, "meta-llama/Llama-3.1-405B-Instruct", True,
+              "RedHatAI/Meta-Llama-3.1-405B-Instruct-FP8-dynamic", "hugging-quants/Meta-Llama-3.1-405B-Instruct-AWQ-INT4",
+              "llama3.1:405b-instruct"),
+    ModelTier("llama-3.3-70b-instruct", 70.6, 80, 8, 128, "meta-llama/Llama-3.3-70B-Instruct", True,
+              "RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic", "casperhansen/llama-3.3-70b-instruct-awq", "llama3.3:70b-instruct"),
+    ModelTier("qwen2.5-32b-instruct", 32.8, 64, 8, 128, "Qwen/Qwen2.5-32B-Instruct", False,
+              "RedHatAI/Qwen2.5-32B-Instruct-FP8-dynamic", "Qwen/Qwen2.5-32B-Instruct-AWQ", "qwen2.5:32b-instruct"),
+    ModelTier("qwen2.5-14b-instruct", 14.8, 48, 8, 128, "Qwen/Qwen2.5-14B-Instruct", False,
+              "RedHatAI/Qwen2.5-14B-Instruct-FP8-dynamic", "Qwen/Qwen2.5-14B-Instruct-AWQ", "qwen2.5:14b-instruct"),
+    ModelTier("llama-3.1-8b-instruct", 8.0, 32, 8, 128, "meta-llama/Llama-3.1-8B-Instruct", True,
+              "RedHatAI/Meta-Llama-3.1-8B-Instruct-FP8-dynamic", "hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4",
+              "llama3.1:8b-instruct"),
+    ModelTier("llama-3.2-3b-instruct", 3.2, 28, 8, 128, "meta-llama/Llama-3.2-3B-Instruct", True,
+              "RedHatAI/Llama-3.2-3B-Instruct-FP8-dynamic", "AMead10/Llama-3.2-3B-Instruct-AWQ", "llama3.2:3b-instruct"),
+    ModelTier("qwen2.5-0.5b-instruct", 0.5, 24, 2, 64, "Qwen/Qwen2.5-0.5B-Instruct", False,
+              None, "Qwen/Qwen2.5-0.5B-Instruct-AWQ", "qwen2.5:0.5b-instruct"),
 )
 
 # Quantizations per engine, highest precision first: (name, bytes per parameter, KV bytes).
@@ -52,6 +68,32 @@ QUANTIZATIONS = {
     "ollama": (("q8_0", 1.06, 2), ("q4_k_m", 0.61, 2)),
 }
 FP8_MIN_COMPUTE_CAPABILITY = 8.9
+# vLLM's faster AWQ kernels (awq_marlin) need Ampere or newer; older GPUs use the plain AWQ kernels.
+AWQ_MARLIN_MIN_COMPUTE_CAPABILITY = 8.0
+# Ollama tag suffix per quantization (the library spells the k-quants in capitals).
+OLLAMA_TAG_SUFFIX = {"q8_0": "q8_0", "q4_k_m": "q4_K_M"}
+
+
+def weights_source(tier: ModelTier, engine: str, quant: str, capability: float) -> Optional[Dict[str, Any]]:
+    """What the engine loads for a tier at a quantization, or None when no such checkpoint exists.
+
+    vLLM: the repository, the ``--quantization`` method that matches the checkpoint (None for
+    bf16), the KV cache type the VRAM need counted, and whether the repository is gated. Ollama:
+    the library tag of the quantization."""
+    if engine == "ollama":
+        return {"weights": "%s-%s" % (tier.ollama, OLLAMA_TAG_SUFFIX[quant]), "quantization_method": None,
+                "kv_cache_dtype": "f16", "gated": False}
+    kv_cache = "fp8" if {q: kv for q, _, kv in QUANTIZATIONS["vllm"]}[quant] == 1 else "auto"
+    if quant == "bf16":
+        return {"weights": tier.repo, "quantization_method": None, "kv_cache_dtype": kv_cache, "gated": tier.gated}
+    repo = tier.fp8_repo if quant == "fp8" else tier.awq_repo
+    if repo is None:
+        return None
+    if quant == "fp8":
+        method = "compressed-tensors"
+    else:
+        method = "awq_marlin" if capability >= AWQ_MARLIN_MIN_COMPUTE_CAPABILITY else "awq"
+    return {"weights": repo, "quantization_method": method, "kv_cache_dtype": kv_cache, "gated": False}
 
 
 def usable_gpus(gpus: Sequence[Dict[str, Any]]) -> Tuple[List[Dict[str, Any]], List[str]]:
@@ -115,9 +157,12 @@ def plan_inference(gpus: Sequence[Dict[str, Any]], architecture: str, context_to
         for quant, bytes_per_param, kv_bytes in QUANTIZATIONS[engine]:
             if quant == "fp8" and capability < FP8_MIN_COMPUTE_CAPABILITY:
                 continue
+            source = weights_source(tier, engine, quant, capability)
+            if source is None:
+                continue
             need = vram_need_mib(tier, bytes_per_param, kv_bytes, tokens, len(assigned))
             if need <= budget:
-                return {
+                return dict(source, **{
                     "enabled": True,
                     "engine": engine,
                     "gpu_indexes": [int(g.get("index", i)) for i, g in enumerate(assigned)],
@@ -132,5 +177,5 @@ def plan_inference(gpus: Sequence[Dict[str, Any]], architecture: str, context_to
                     "vram_need_mib": need,
                     "gpu_memory_utilization": GPU_MEMORY_UTILIZATION,
                     "notes": notes,
-                }
+                })
     return {"enabled": False, "reason": "no model tier fits %d MiB of VRAM" % budget, "notes": notes}

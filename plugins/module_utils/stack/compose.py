@@ -10,7 +10,9 @@ project refers to them as ``${NAME:?...}`` and Compose interpolates them from th
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from urllib.parse import urlsplit
 
 from ..sizing.catalog import DIFY_UPLOAD_LIMITS_MB
 from ..sizing.fleet import PORTS
@@ -22,20 +24,15 @@ RUNTIME_ENV = frozenset(("GOMEMLIMIT", "GOMAXPROCS"))
 # Secrets the project refers to; the role generates or takes each one (see dify_secrets).
 SECRET_VARIABLES = ("SECRET_KEY", "DB_PASSWORD", "REDIS_PASSWORD", "SANDBOX_API_KEY", "PLUGIN_DAEMON_KEY",
                     "PLUGIN_DIFY_INNER_API_KEY", "WEAVIATE_API_KEY", "QDRANT_API_KEY", "PGVECTOR_PASSWORD",
-                    "S3_ACCESS_KEY", "S3_SECRET_KEY")
+                    "INFERENCE_API_KEY", "S3_ACCESS_KEY", "S3_SECRET_KEY", "HF_TOKEN")
+# Settings that browsers, e-mails, webhooks and the plugin daemon follow: Dify 1.13.3's api image
+# bakes http://127.0.0.1:5001 and :3000 into the first four, so each is set from the public URL.
+PUBLIC_URL_VARIABLES = ("CONSOLE_API_URL", "CONSOLE_WEB_URL", "SERVICE_API_URL", "APP_WEB_URL", "FILES_URL", "TRIGGER_URL")
+LOOPBACK_NAMES = frozenset(("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"))
 # Services run on the host, outside the project, when the fleet is split over several hosts.
 HOST_SERVICES_WHEN_SPLIT = ("nginx", "db_postgres")
-# Inference engines' images and the model names they serve, per plan tier.
+# Inference engines' images; the weights each plan tier loads come from the plan (sizing/gpu.py).
 INFERENCE_IMAGES = {"vllm": "vllm/vllm-openai:v0.9.2", "ollama": "ollama/ollama:0.9.6"}
-MODEL_SOURCES = {
-    "llama-3.1-405b-instruct": ("meta-llama/Llama-3.1-405B-Instruct", "llama3.1:405b-instruct"),
-    "llama-3.3-70b-instruct": ("meta-llama/Llama-3.3-70B-Instruct", "llama3.3:70b-instruct"),
-    "qwen2.5-32b-instruct": ("Qwen/Qwen2.5-32B-Instruct", "qwen2.5:32b-instruct"),
-    "qwen2.5-14b-instruct": ("Qwen/Qwen2.5-14B-Instruct", "qwen2.5:14b-instruct"),
-    "llama-3.1-8b-instruct": ("meta-llama/Llama-3.1-8B-Instruct", "llama3.1:8b-instruct"),
-    "llama-3.2-3b-instruct": ("meta-llama/Llama-3.2-3B-Instruct", "llama3.2:3b-instruct"),
-    "qwen2.5-0.5b-instruct": ("Qwen/Qwen2.5-0.5B-Instruct", "qwen2.5:0.5b-instruct"),
-}
 OLLAMA_PORT = 11434
 WEAVIATE_GRPC_PORT = 50051
 SANDBOX_PORT = 8194
@@ -52,6 +49,10 @@ DATA_DIRS = {
     "qdrant": "volumes/qdrant", "pgvector": "volumes/pgvector/data", "inference": "volumes/inference",
     "sandbox": "sandbox/dependencies",
 }
+
+
+class StackError(ValueError):
+    """An option that cannot make a working project; the message names the setting and the fix."""
 
 
 def secret(name: str) -> str:
@@ -79,6 +80,49 @@ def endpoint(plan: Mapping[str, Any], component: str, service: str) -> Tuple[str
         return service, (5432 if service == "pgvector" else PORTS[service])
     holder = hosts_with(plan, component)[0]
     return str(holder["address"]), PORTS[service]
+
+
+def _unusable_host(host: str) -> bool:
+    """Loopback or unspecified: an address that leads every other machine back to itself."""
+    name = host.strip("[]").lower()
+    if name in LOOPBACK_NAMES or name.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+def public_url(plan: Mapping[str, Any], given: str = "", port: int = 80) -> str:
+    """The URL browsers, webhooks and other hosts reach the deployment at, without a trailing slash:
+    the operator's, else http:// the first gateway host's address (and port unless 80)."""
+    if given:
+        url = given.rstrip("/")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise StackError("dify_stack_public_url must be an absolute http(s) URL without query or fragment "
+                             "(got '%s'), e.g. https://dify.example.com" % given)
+        if _unusable_host(parts.hostname):
+            raise StackError("dify_stack_public_url points at %s, which leads every browser and host back to "
+                             "itself: give the name or address users reach the gateway at" % parts.hostname)
+        return url
+    gateways = plan["fleet"].get("gateway_hosts") or []
+    address = str(plan["hosts"][gateways[0]].get("address") or "") if gateways else ""
+    if not address or _unusable_host(address):
+        raise StackError("no public URL: the gateway host %s has no usable address (%s); set dify_stack_public_url "
+                         "to the URL users reach Dify at" % (gateways[0] if gateways else "(none)", address or "none"))
+    host = "[%s]" % address if ":" in address else address
+    return "http://%s%s" % (host, "" if int(port) == 80 else ":%d" % int(port))
+
+
+def url_env(url: str) -> Dict[str, str]:
+    """Dify's URL settings from the public URL; INTERNAL_FILES_URL is where the plugin daemon
+    fetches files, the api beside it."""
+    env = {name: url for name in PUBLIC_URL_VARIABLES}
+    env["ENDPOINT_URL_TEMPLATE"] = url + "/e/{hook_id}"
+    env["INTERNAL_FILES_URL"] = "http://api:%d" % PORTS["api"]
+    return env
 
 
 def project_services(plan: Mapping[str, Any], host: str) -> List[str]:
@@ -133,6 +177,8 @@ def _storage_env(storage: Mapping[str, Any]) -> Tuple[Dict[str, str], Dict[str, 
     path_style = "true" if storage.get("path_style", True) else "false"
     dify = {"STORAGE_TYPE": "s3", "S3_ENDPOINT": str(storage["endpoint"]), "S3_BUCKET_NAME": str(storage["bucket"]),
             "S3_REGION": str(storage.get("region") or "us-east-1"), "S3_USE_AWS_MANAGED_IAM": "false",
+            # A field of Dify's S3 settings that .env.example does not list (boto3's addressing style).
+            "S3_ADDRESS_STYLE": "path" if path_style == "true" else "virtual",
             "S3_ACCESS_KEY": secret("S3_ACCESS_KEY"), "S3_SECRET_KEY": secret("S3_SECRET_KEY")}
     plugin = {"PLUGIN_STORAGE_TYPE": "aws_s3", "S3_ENDPOINT": str(storage["endpoint"]),
               "PLUGIN_STORAGE_OSS_BUCKET": str(storage.get("plugin_bucket") or storage["bucket"]),
@@ -142,7 +188,7 @@ def _storage_env(storage: Mapping[str, Any]) -> Tuple[Dict[str, str], Dict[str, 
     return dify, plugin
 
 
-def app_env(plan: Mapping[str, Any], storage: Mapping[str, Any]) -> Dict[str, str]:
+def app_env(plan: Mapping[str, Any], storage: Mapping[str, Any], url: str) -> Dict[str, str]:
     """The settings api, worker and worker_beat share (Dify's x-shared-env)."""
     db_host, db_port = endpoint(plan, "database", "db_postgres")
     redis_host, redis_port = endpoint(plan, "redis", "redis")
@@ -164,6 +210,7 @@ def app_env(plan: Mapping[str, Any], storage: Mapping[str, Any]) -> Dict[str, st
     }
     env.update({name: str(limit) for name, limit in DIFY_UPLOAD_LIMITS_MB.items() if name != "PLUGIN_MAX_PACKAGE_SIZE"})
     env["PLUGIN_MAX_PACKAGE_SIZE"] = str(DIFY_UPLOAD_LIMITS_MB["PLUGIN_MAX_PACKAGE_SIZE"] * 1024 * 1024)
+    env.update(url_env(url))
     env.update(_vector_env(plan))
     env.update(_storage_env(storage)[0])
     return env
@@ -196,11 +243,11 @@ def _depends(services: Sequence[str], wanted: Mapping[str, str]) -> Dict[str, An
 
 
 def app_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str], storage: Mapping[str, Any],
-                 services: Sequence[str]) -> Dict[str, Any]:
+                 services: Sequence[str], url: str) -> Dict[str, Any]:
     """api, worker, worker_beat, web, sandbox, plugin_daemon and ssrf_proxy of one app host."""
     host_plan = plan["hosts"][host]
     planned, settings = host_plan["services"], host_plan["settings"]
-    shared = app_env(plan, storage)
+    shared = app_env(plan, storage, url)
     waits = {"db_postgres": "service_healthy", "redis": "service_healthy"}
     storage_volume = ["./%s:/app/api/storage" % DATA_DIRS["api"]]
     networks = ["default", "ssrf_proxy_network"]
@@ -315,30 +362,54 @@ def data_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str],
     return out
 
 
+def _inference_command(inference: Mapping[str, Any], port: int) -> List[str]:
+    """vLLM's arguments: the weights the plan chose, and its quantization and KV cache type."""
+    command = ["--model", str(inference["weights"]), "--served-model-name", str(inference["model"]), "--port", str(port),
+               "--gpu-memory-utilization", str(inference["gpu_memory_utilization"]),
+               "--tensor-parallel-size", str(inference["tensor_parallel_size"]),
+               "--max-model-len", str(inference["context_tokens"]),
+               "--max-num-seqs", str(inference["concurrent_sequences"])]
+    if inference.get("quantization_method"):
+        command += ["--quantization", str(inference["quantization_method"])]
+    if inference.get("kv_cache_dtype") == "fp8":
+        command += ["--kv-cache-dtype", "fp8"]
+    return command
+
+
+# Ollama serves, pulls the planned tag, then loads it (an empty prompt preloads a model), so the
+# health check - the tag among the loaded models - turns healthy only once the endpoint can answer.
+OLLAMA_START = ('ollama serve & server=$$!; until ollama list >/dev/null 2>&1; do sleep 1; done; '
+                'ollama pull "$$DIFYOPS_MODEL" && ollama run "$$DIFYOPS_MODEL" "" </dev/null || exit 1; wait $$server')
+
+
 def inference_service(plan: Mapping[str, Any], host: str, images: Mapping[str, str]) -> Dict[str, Any]:
-    """The OpenAI-compatible inference server on a GPU host, on the GPUs the plan assigned."""
+    """The OpenAI-compatible inference server on a GPU host, on the GPUs the plan assigned, loading
+    the weights the plan counted (quantization, KV cache type, context, parallel sequences)."""
     host_plan = plan["hosts"][host]
     inference = host_plan["settings"]["inference"]
-    repo, ollama_tag = MODEL_SOURCES[inference["model"]]
     devices = [{"driver": "nvidia", "device_ids": [str(u) for u in inference["gpu_uuids"]], "capabilities": ["gpu"]}]
     port = PORTS["inference"]
     if inference["engine"] == "vllm":
-        command = ["--model", repo, "--served-model-name", inference["model"], "--port", str(port),
-                   "--gpu-memory-utilization", str(inference["gpu_memory_utilization"]),
-                   "--tensor-parallel-size", str(inference["tensor_parallel_size"]),
-                   "--max-model-len", str(inference["context_tokens"]),
-                   "--max-num-seqs", str(inference["concurrent_sequences"])]
-        if inference["quantization"] in ("fp8",):
-            command += ["--quantization", inference["quantization"]]
-        spec = _service(images["inference"], {}, host_plan["services"]["inference"], command=command, ipc="host",
+        env = {"VLLM_API_KEY": secret("INFERENCE_API_KEY")}
+        if inference.get("gated"):
+            env["HF_TOKEN"] = secret("HF_TOKEN")
+        probe = "import urllib.request; urllib.request.urlopen('http://localhost:%d/health', timeout=4)" % port
+        spec = _service(images["inference"], env, host_plan["services"]["inference"],
+                        command=_inference_command(inference, port), ipc="host",
                         volumes=["./%s:/root/.cache/huggingface" % DATA_DIRS["inference"]],
-                        **_publish_any(host_plan, [(port, port)]))
+                        **_publish_any(host_plan, [(port, port)]),
+                        **_healthcheck(["CMD", "python3", "-c", probe], "600s"))
     else:
-        spec = _service(images["inference"], {}, host_plan["services"]["inference"],
+        env = {"DIFYOPS_MODEL": str(inference["weights"]), "OLLAMA_CONTEXT_LENGTH": str(inference["context_tokens"]),
+               "OLLAMA_NUM_PARALLEL": str(inference["concurrent_sequences"]), "OLLAMA_MAX_LOADED_MODELS": "1",
+               "OLLAMA_KEEP_ALIVE": "-1"}
+        spec = _service(images["inference"], env, host_plan["services"]["inference"], entrypoint=["/bin/sh", "-c"],
+                        command=[OLLAMA_START],
                         volumes=["./%s:/root/.ollama" % DATA_DIRS["inference"]],
-                        **_publish_any(host_plan, [(port, OLLAMA_PORT)]))
+                        **_publish_any(host_plan, [(port, OLLAMA_PORT)]),
+                        **_healthcheck(["CMD-SHELL", 'ollama ps | grep -qF "$$DIFYOPS_MODEL"'], "600s"))
     spec["deploy"]["resources"]["reservations"]["devices"] = devices
-    spec["labels"] = {"io.difyops.model": ollama_tag if inference["engine"] == "ollama" else repo}
+    spec["labels"] = {"io.difyops.model": str(inference["weights"])}
     return {"inference": spec}
 
 
@@ -370,7 +441,8 @@ def build_project(plan: Mapping[str, Any], host: str, options: Optional[Mapping[
 
     options: version (default 1.13.3), name (project name), images (service -> image overrides),
     object_storage (endpoint, bucket, region, path_style, plugin_bucket: no credentials),
-    gateway_port, env_extra (service -> {VARIABLE: value})."""
+    gateway_port, public_url (default: from the gateway host's address), env_extra
+    (service -> {VARIABLE: value}), ssrf_allowed_networks (private networks the SSRF proxy admits)."""
     opts = dict(options or {})
     version = str(opts.get("version") or reference_1_13_3.VERSION)
     services = project_services(plan, host)
@@ -378,9 +450,12 @@ def build_project(plan: Mapping[str, Any], host: str, options: Optional[Mapping[
     images = images_for(version, opts.get("images"), str(inference.get("engine") or "vllm"))
     storage = opts.get("object_storage") or {}
     spec: Dict[str, Any] = {}
+    port = int(opts.get("gateway_port") or 80)
     if "nginx" in services:
-        spec.update(gateway_service(plan, host, images, int(opts.get("gateway_port") or 80)))
-    spec.update(app_services(plan, host, images, storage, services) if "api" in services else {})
+        spec.update(gateway_service(plan, host, images, port))
+    if "api" in services:
+        url = public_url(plan, str(opts.get("public_url") or ""), port)
+        spec.update(app_services(plan, host, images, storage, services, url))
     spec.update(data_services(plan, host, images, services))
     if "inference" in services:
         spec.update(inference_service(plan, host, images))
@@ -405,7 +480,7 @@ def unknown_env(project: Mapping[str, Any], version: str) -> List[str]:
             continue
         known = set(ref.SERVICE_ENV_NAMES.get(service, ())) | RUNTIME_ENV
         if service in ref.SHARED_ENV_SERVICES:
-            known |= ref.ENV_NAMES
+            known |= ref.ENV_NAMES | ref.SETTINGS_NAMES
         problems += ["%s: %s" % (service, name) for name in spec.get("environment", {}) if name not in known]
     return problems
 
@@ -444,15 +519,31 @@ def firewall_rules(plan: Mapping[str, Any], host: str, project: Mapping[str, Any
     return rules
 
 
+def ssrf_allowed_private(plan: Mapping[str, Any], networks: Sequence[str] = ()) -> List[str]:
+    """Private destinations the SSRF proxy admits: the inference hosts, which Dify's model providers
+    call through it, and the networks the operator names (LAN services of HTTP nodes). Every other
+    private, loopback and link-local destination stays refused."""
+    allowed = []
+    for holder in hosts_with(plan, "gpu_inference"):
+        if holder["settings"].get("inference", {}).get("enabled") and holder.get("address"):
+            address = str(holder["address"])
+            allowed.append("%s/%d" % (address, 128 if ":" in address else 32))
+    return allowed + [str(n) for n in networks if str(n) not in allowed]
+
+
 def bundle(plan: Mapping[str, Any], host: str, options: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """Everything the role needs for one host: the project and what follows from it."""
-    project = build_project(plan, host, options)
-    version = str((options or {}).get("version") or reference_1_13_3.VERSION)
+    opts = options or {}
+    project = build_project(plan, host, opts)
+    version = str(opts.get("version") or reference_1_13_3.VERSION)
     inference = plan["hosts"][host]["settings"].get("inference", {})
     endpoint_url = None
     if "inference" in project["services"]:
         endpoint_url = "http://%s:%d/v1" % (plan["hosts"][host].get("address") or "127.0.0.1", PORTS["inference"])
+    api_env = project["services"].get("api", {}).get("environment", {})
     return {
+        "public_url": api_env.get("CONSOLE_API_URL"),
+        "ssrf_allowed_private": ssrf_allowed_private(plan, opts.get("ssrf_allowed_networks") or ()),
         "compose": project,
         "services": sorted(project["services"]),
         "images": sorted({spec["image"] for spec in project["services"].values()}),
@@ -461,6 +552,7 @@ def bundle(plan: Mapping[str, Any], host: str, options: Optional[Mapping[str, An
         "unknown_env": unknown_env(project, version),
         "ports": published_ports(project),
         "firewall": firewall_rules(plan, host, project),
-        "inference": {"endpoint": endpoint_url, "model": inference.get("model"), "engine": inference.get("engine")}
+        "inference": {"endpoint": endpoint_url, "model": inference.get("model"), "engine": inference.get("engine"),
+                      "weights": inference.get("weights"), "api_key": "INFERENCE_API_KEY" if inference.get("engine") == "vllm" else None}
         if endpoint_url else None,
     }

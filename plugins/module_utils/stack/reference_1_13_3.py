@@ -718,6 +718,10 @@ ENV_NAMES = frozenset((
     'WORKFLOW_SCHEDULE_POLLER_BATCH_SIZE',
     'WORKFLOW_SCHEDULE_POLLER_INTERVAL',
 ))
+# Settings Dify reads that .env.example does not list (tools/stack_reference.py names their source).
+SETTINGS_NAMES = frozenset((
+    'S3_ADDRESS_STYLE',  # api/configs/middleware/storage/amazon_s3_storage_config.py
+))
 SHARED_ENV_SERVICES = ('api', 'plugin_daemon', 'worker', 'worker_beat')
 # Variables each service's own environment block sets.
 SERVICE_ENV_NAMES = {

@@ -26,7 +26,7 @@ L40S = {"index": 0, "name": "NVIDIA L40S", "memory_total_mib": 46068, "uuid": "G
 
 
 def single(memory_mb=16000, vcpus=4, vector_store="weaviate"):
-    return plan_fleet([{"name": "one", "vcpus": vcpus, "memory_mb": memory_mb, "components": ALL}],
+    return plan_fleet([{"name": "one", "vcpus": vcpus, "memory_mb": memory_mb, "components": ALL, "address": "192.0.2.10"}],
                       {"vector_store": vector_store})
 
 

@@ -1,0 +1,193 @@
+# -*- coding: utf-8 -*-
+# Copyright: difyops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What a real Dify deployment needs from the rendered stack (issue 17): the sandbox's interpreter,
+public URLs instead of the api image's 127.0.0.1 defaults, the inference server launching what the
+plan counted, S3 path style for Dify itself, and an SSRF proxy that admits the inference hosts."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import jinja2
+import pytest
+import yaml
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.difyops.dify.plugins.filter.compose import compose_project, compose_schema_errors
+from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
+from ansible_collections.difyops.dify.plugins.module_utils.sizing.gpu import MODEL_TIERS, QUANTIZATIONS, plan_inference, weights_source
+from ansible_collections.difyops.dify.plugins.module_utils.stack import compose
+
+REPO = pathlib.Path(__file__).resolve().parents[5]
+TEMPLATES = REPO / "roles" / "dify_stack" / "templates"
+SCHEMA = json.loads((REPO / "roles" / "dify_stack" / "files" / "compose-spec.json").read_text(encoding="utf-8"))
+ALL = ["gateway", "app", "database", "redis", "vector_store"]
+URL_VARIABLES = ("CONSOLE_API_URL", "CONSOLE_WEB_URL", "SERVICE_API_URL", "APP_WEB_URL", "FILES_URL", "TRIGGER_URL")
+# GPUs as difyops.dify.gpu_facts reports them: stand-ins for hardware this machine lacks.
+L4 = {"index": 0, "name": "NVIDIA L4", "memory_total_mib": 23034, "uuid": "GPU-l4", "compute_capability": "8.9"}
+T4 = {"index": 0, "name": "Tesla T4", "memory_total_mib": 15360, "uuid": "GPU-t4", "compute_capability": "7.5"}
+H100 = {"index": 0, "name": "NVIDIA H100 80GB HBM3", "memory_total_mib": 81559, "uuid": "GPU-h1", "compute_capability": "9.0"}
+RTX = {"index": 0, "name": "NVIDIA GeForce RTX 4090", "memory_total_mib": 24564, "uuid": "GPU-rtx", "compute_capability": "8.9"}
+S3 = {"endpoint": "https://s3.example", "bucket": "dify", "path_style": True}
+
+
+def single(address="192.0.2.10"):
+    return plan_fleet([{"name": "one", "vcpus": 4, "memory_mb": 16000, "components": ALL, "address": address}], {})
+
+
+def split(gpu=L4):
+    return plan_fleet([
+        {"name": "gw", "vcpus": 2, "memory_mb": 4000, "components": ["gateway"], "address": "10.0.0.1"},
+        {"name": "app1", "vcpus": 8, "memory_mb": 32000, "components": ["app"], "address": "10.0.0.2"},
+        {"name": "app2", "vcpus": 8, "memory_mb": 32000, "components": ["app"], "address": "10.0.0.3"},
+        {"name": "data", "vcpus": 8, "memory_mb": 32000, "components": ["database", "redis", "vector_store"], "address": "10.0.0.4"},
+        {"name": "gpu", "vcpus": 16, "memory_mb": 64000, "components": ["gpu_inference"], "address": "10.0.0.5", "gpus": [gpu]},
+    ], {"object_storage": True})
+
+
+def render(name, bundle):
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined)
+    return env.get_template(name).render(ansible_managed="managed", _dify_stack_bundle=bundle)
+
+
+def test_sandbox_runs_code_with_the_interpreter_of_its_image():
+    config = yaml.safe_load(render("sandbox-config.yaml.j2", compose_project(single(), "one")))
+    # dify-sandbox 0.2.14's own conf/config.yaml; /usr/local/bin/python3 does not exist in its image.
+    assert config["python_path"] == "/opt/python/bin/python3"
+    assert config["enable_network"] is True and config["app"]["port"] == compose.SANDBOX_PORT
+
+
+@pytest.mark.parametrize("service", ["api", "worker", "worker_beat"])
+def test_links_come_from_the_gateway_address_not_the_images_loopback_defaults(service):
+    env = compose_project(single(), "one")["compose"]["services"][service]["environment"]
+    for name in URL_VARIABLES:
+        assert env[name] == "http://192.0.2.10", name
+    assert env["ENDPOINT_URL_TEMPLATE"] == "http://192.0.2.10/e/{hook_id}"
+    assert env["INTERNAL_FILES_URL"] == "http://api:5001"
+
+
+def test_every_app_host_of_a_split_fleet_links_to_the_gateway():
+    plan = split()
+    for host in ("app1", "app2"):
+        bundle = compose_project(plan, host, {"object_storage": S3, "gateway_port": 8080})
+        assert bundle["public_url"] == "http://10.0.0.1:8080"
+        assert bundle["compose"]["services"]["api"]["environment"]["FILES_URL"] == "http://10.0.0.1:8080"
+
+
+def test_the_operators_public_url_wins_and_loses_its_trailing_slash():
+    bundle = compose_project(single(), "one", {"public_url": "https://dify.example.com/"})
+    env = bundle["compose"]["services"]["api"]["environment"]
+    assert env["CONSOLE_WEB_URL"] == "https://dify.example.com"
+    assert env["ENDPOINT_URL_TEMPLATE"] == "https://dify.example.com/e/{hook_id}"
+    assert bundle["unknown_env"] == []
+
+
+@pytest.mark.parametrize("url, words", [
+    ("http://127.0.0.1", "leads every browser"),
+    ("http://localhost:8080", "leads every browser"),
+    ("https://[::1]/", "leads every browser"),
+    ("http://0.0.0.0", "leads every browser"),
+    ("dify.example.com", "absolute http"),
+    ("ftp://dify.example.com", "absolute http"),
+    ("https://dify.example.com/?a=1", "without query"),
+])
+def test_a_public_url_that_cannot_work_is_refused_with_the_variable(url, words):
+    with pytest.raises(AnsibleFilterError, match=r"host one: dify_stack_public_url .*%s" % words):
+        compose_project(single(), "one", {"public_url": url})
+
+
+def test_a_loopback_gateway_address_asks_for_the_public_url():
+    with pytest.raises(AnsibleFilterError, match="set dify_stack_public_url"):
+        compose_project(single(address="127.0.0.1"), "one")
+
+
+def test_dify_itself_uses_path_style_s3_and_the_check_knows_the_setting():
+    bundle = compose_project(split(), "app1", {"object_storage": S3})
+    env = bundle["compose"]["services"]["api"]["environment"]
+    assert env["S3_ADDRESS_STYLE"] == "path"
+    assert bundle["unknown_env"] == []
+    virtual = compose_project(split(), "app1", {"object_storage": dict(S3, path_style=False)})
+    assert virtual["compose"]["services"]["worker"]["environment"]["S3_ADDRESS_STYLE"] == "virtual"
+
+
+def vllm_command(gpu):
+    bundle = compose_project(split(gpu), "gpu")
+    assert compose_schema_errors(bundle["compose"], SCHEMA) == []
+    return bundle, bundle["compose"]["services"]["inference"]
+
+
+def flag(command, name):
+    return command[command.index(name) + 1] if name in command else None
+
+
+def test_a_quantized_plan_launches_the_quantized_checkpoint_not_the_bf16_weights():
+    plan = plan_inference([T4], "x86_64")
+    assert plan["quantization"] == "awq-int4"
+    bundle, spec = vllm_command(T4)
+    command = spec["command"]
+    assert flag(command, "--model") == "Qwen/Qwen2.5-14B-Instruct-AWQ"
+    assert flag(command, "--served-model-name") == "qwen2.5-14b-instruct"
+    assert flag(command, "--quantization") == "awq"  # Turing: no awq_marlin kernels
+    assert flag(command, "--kv-cache-dtype") == "fp8"  # the plan counted 1 byte per KV element
+    assert bundle["inference"]["weights"] == "Qwen/Qwen2.5-14B-Instruct-AWQ"
+
+
+def test_an_fp8_plan_loads_an_fp8_checkpoint():
+    _, spec = vllm_command(L4)
+    command = spec["command"]
+    assert flag(command, "--model") == "RedHatAI/Qwen2.5-14B-Instruct-FP8-dynamic"
+    assert flag(command, "--quantization") == "compressed-tensors"
+    assert flag(command, "--kv-cache-dtype") == "fp8"
+
+
+def test_the_endpoint_needs_the_deployments_key_and_a_gated_model_the_token():
+    bundle, spec = vllm_command(H100)
+    assert spec["environment"]["VLLM_API_KEY"] == compose.secret("INFERENCE_API_KEY")
+    assert "--api-key" not in spec["command"]  # a key in the command would show in docker inspect and logs
+    assert "INFERENCE_API_KEY" in bundle["secrets"]
+    if plan_inference([H100], "x86_64")["gated"]:
+        assert spec["environment"]["HF_TOKEN"] == compose.secret("HF_TOKEN") and "HF_TOKEN" in bundle["secrets"]
+    bf16 = compose_project(split(dict(H100, memory_total_mib=200000)), "gpu")
+    assert "--quantization" not in bf16["compose"]["services"]["inference"]["command"]
+
+
+def test_ollama_gets_the_planned_tag_context_and_parallelism_and_is_healthy_once_loaded():
+    plan = plan_inference([RTX], "x86_64")
+    bundle = compose_project(split(RTX), "gpu")
+    spec = bundle["compose"]["services"]["inference"]
+    env = spec["environment"]
+    assert env["DIFYOPS_MODEL"] == "qwen2.5:14b-instruct-q8_0" == plan["weights"]
+    assert env["OLLAMA_CONTEXT_LENGTH"] == str(plan["context_tokens"])
+    assert env["OLLAMA_NUM_PARALLEL"] == str(plan["concurrent_sequences"])
+    assert 'ollama pull "$$DIFYOPS_MODEL"' in spec["command"][0]
+    assert "DIFYOPS_MODEL" in spec["healthcheck"]["test"][1]
+    assert compose_schema_errors(bundle["compose"], SCHEMA) == []
+
+
+def test_every_tier_and_quantization_names_real_weights():
+    for tier in MODEL_TIERS:
+        for engine, quants in QUANTIZATIONS.items():
+            for quant, _, _ in quants:
+                found = weights_source(tier, engine, quant, 9.0)
+                if found is None:
+                    assert engine == "vllm" and quant != "bf16"
+                    continue
+                assert found["weights"] and " " not in found["weights"]
+                if engine == "vllm" and quant != "bf16":
+                    assert found["weights"] != tier.repo and not found["gated"]
+
+
+def test_the_ssrf_proxy_admits_the_inference_hosts_and_the_named_networks_only():
+    bundle = compose_project(split(), "app1", {"object_storage": S3, "ssrf_allowed_networks": ["192.168.50.0/24"]})
+    assert bundle["ssrf_allowed_private"] == ["10.0.0.5/32", "192.168.50.0/24"]
+    conf = render("squid.conf.j2", bundle)
+    lines = conf.splitlines()
+    allow = lines.index("http_access allow allowed_private_dst localnet")
+    assert "acl allowed_private_dst dst 10.0.0.5/32 192.168.50.0/24" in lines
+    assert allow < lines.index("http_access deny private_dst")
+    for kept in ("client_request_buffer_max_size 100 MB", "connect_timeout 30 seconds", "read_timeout 2 minutes"):
+        assert kept in lines
+    bare = render("squid.conf.j2", compose_project(single(), "one"))
+    assert "allowed_private_dst" not in bare and "http_access deny private_dst" in bare.splitlines()
