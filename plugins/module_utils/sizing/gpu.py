@@ -83,7 +83,7 @@ def weights_source(tier: ModelTier, engine: str, quant: str, capability: float) 
     if engine == "ollama":
         return {"weights": "%s-%s" % (tier.ollama, OLLAMA_TAG_SUFFIX[quant]), "quantization_method": None,
                 "kv_cache_dtype": "f16", "gated": False}
-    kv_cache = "fp8" if {q: kv for q, _, kv in QUANTIZATIONS["vllm"]}[quant] == 1 else "auto"
+    kv_cache = "fp8" if {entry[0]: entry[2] for entry in QUANTIZATIONS["vllm"]}[quant] == 1 else "auto"
     if quant == "bf16":
         return {"weights": tier.repo, "quantization_method": None, "kv_cache_dtype": kv_cache, "gated": tier.gated}
     repo = tier.fp8_repo if quant == "fp8" else tier.awq_repo

@@ -393,7 +393,8 @@ def inference_service(plan: Mapping[str, Any], host: str, images: Mapping[str, s
         env = {"VLLM_API_KEY": secret("INFERENCE_API_KEY")}
         if inference.get("gated"):
             env["HF_TOKEN"] = secret("HF_TOKEN")
-        probe = "import urllib.request; urllib.request.urlopen('http://localhost:%d/health', timeout=4)" % port
+        probe = ("import http.client, sys; c = http.client.HTTPConnection('localhost', %d, timeout=4); "
+                 "c.request('GET', '/health'); sys.exit(c.getresponse().status != 200)" % port)
         spec = _service(images["inference"], env, host_plan["services"]["inference"],
                         command=_inference_command(inference, port), ipc="host",
                         volumes=["./%s:/root/.cache/huggingface" % DATA_DIRS["inference"]],

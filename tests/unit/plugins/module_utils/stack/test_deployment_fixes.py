@@ -37,7 +37,8 @@ def single(address="192.0.2.10"):
     return plan_fleet([{"name": "one", "vcpus": 4, "memory_mb": 16000, "components": ALL, "address": address}], {})
 
 
-def split(gpu=L4):
+def split(gpu=None):
+    gpu = gpu or L4
     return plan_fleet([
         {"name": "gw", "vcpus": 2, "memory_mb": 4000, "components": ["gateway"], "address": "10.0.0.1"},
         {"name": "app1", "vcpus": 8, "memory_mb": 32000, "components": ["app"], "address": "10.0.0.2"},
@@ -135,7 +136,7 @@ def test_a_quantized_plan_launches_the_quantized_checkpoint_not_the_bf16_weights
 
 
 def test_an_fp8_plan_loads_an_fp8_checkpoint():
-    _, spec = vllm_command(L4)
+    spec = vllm_command(L4)[1]
     command = spec["command"]
     assert flag(command, "--model") == "RedHatAI/Qwen2.5-14B-Instruct-FP8-dynamic"
     assert flag(command, "--quantization") == "compressed-tensors"
@@ -169,7 +170,7 @@ def test_ollama_gets_the_planned_tag_context_and_parallelism_and_is_healthy_once
 def test_every_tier_and_quantization_names_real_weights():
     for tier in MODEL_TIERS:
         for engine, quants in QUANTIZATIONS.items():
-            for quant, _, _ in quants:
+            for quant in (entry[0] for entry in quants):
                 found = weights_source(tier, engine, quant, 9.0)
                 if found is None:
                     assert engine == "vllm" and quant != "bf16"
