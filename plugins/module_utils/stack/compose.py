@@ -37,6 +37,7 @@ OLLAMA_PORT = 11434
 WEAVIATE_GRPC_PORT = 50051
 SANDBOX_PORT = 8194
 SSRF_PORT = 3128
+PLUGIN_DEBUGGING_PORT = 5003
 DIFY_UID = 1001
 DB_USER = "dify"
 DATABASES = ("dify", "dify_plugin")
@@ -294,6 +295,9 @@ def app_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str], 
         "SERVER_PORT": str(PORTS["plugin_daemon"]), "SERVER_KEY": secret("PLUGIN_DAEMON_KEY"),
         "DIFY_INNER_API_URL": "http://api:%d" % PORTS["api"], "DIFY_INNER_API_KEY": secret("PLUGIN_DIFY_INNER_API_KEY"),
         "MAX_PLUGIN_PACKAGE_SIZE": shared["PLUGIN_MAX_PACKAGE_SIZE"], "PLUGIN_WORKING_PATH": "/app/storage/cwd",
+        # The daemon refuses to start without its remote-debugging listener (on by default); the
+        # port stays unpublished, as upstream's compose leaves it.
+        "PLUGIN_REMOTE_INSTALLING_HOST": "0.0.0.0", "PLUGIN_REMOTE_INSTALLING_PORT": str(PLUGIN_DEBUGGING_PORT),
         "GOMAXPROCS": str(settings["plugin_daemon"]["gomaxprocs"]),
     }
     plugin_env.update(_storage_env(storage)[1])

@@ -192,3 +192,13 @@ def test_the_ssrf_proxy_admits_the_inference_hosts_and_the_named_networks_only()
         assert kept in lines
     bare = render("squid.conf.j2", compose_project(single(), "one"))
     assert "allowed_private_dst" not in bare and "http_access deny private_dst" in bare.splitlines()
+
+
+def test_the_plugin_daemon_gets_the_settings_it_refuses_to_start_without():
+    bundle = compose_project(single(), "one")
+    env = bundle["compose"]["services"]["plugin_daemon"]["environment"]
+    for name in ("SERVER_KEY", "DIFY_INNER_API_URL", "DIFY_INNER_API_KEY", "DB_USERNAME", "DB_PASSWORD", "DB_HOST",
+                 "DB_PORT", "DB_DATABASE", "REDIS_HOST", "REDIS_PORT", "PLUGIN_WORKING_PATH",
+                 "PLUGIN_REMOTE_INSTALLING_HOST", "PLUGIN_REMOTE_INSTALLING_PORT"):
+        assert env.get(name), name
+    assert "5003" not in str(bundle["ports"])
