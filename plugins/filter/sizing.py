@@ -63,6 +63,7 @@ def plan_inputs(groups: Mapping[str, List[str]], hostvars: Mapping[str, Any], gr
             "profile": hv.get("dify_profile"),
             "worker_beat": bool(hv.get("dify_worker_beat")),
             "overrides": hv.get("dify_sizing_overrides") or {},
+            "open_files_limit": hv.get("dify_open_files_limit"),
         })
     return hosts
 

@@ -62,7 +62,9 @@ def parse_host(raw: Mapping[str, Any], options: Mapping[str, Any], multi_host: b
             problems.append("host '%s': address %r is not an IP address; set ansible_host or dify_address to the "
                             "host's IP so other hosts can reach it" % (name, address))
     overrides = raw.get("overrides") or {}
+    open_files = raw.get("open_files_limit")
     return HostInput(
+        open_files_limit=None if open_files in (None, "") else _int(open_files, "open_files_limit", name, problems, 1024),
         name=name,
         vcpus=_int(raw.get("vcpus"), "vcpus", name, problems, 1),
         memory_mb=_int(raw.get("memory_mb"), "memory_mb", name, problems, 256),

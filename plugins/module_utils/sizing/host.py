@@ -26,6 +26,11 @@ OVERRIDABLE_SETTINGS = ("api_workers", "api_worker_connections", "celery_workers
                         "rate_limit_rps", "context_tokens")
 
 
+# Open-files limits Docker hands each container (default-ulimits), before the host's own cap.
+CONTAINER_NOFILE_SOFT = 65536
+CONTAINER_NOFILE_HARD = 1048576
+
+
 @dataclass(frozen=True)
 class HostInput:
     """What the engine needs to know about one host."""
@@ -40,6 +45,8 @@ class HostInput:
     gpus: Tuple[Dict[str, Any], ...] = ()
     profile: str = "auto"
     runs_beat: bool = True
+    # The hard open-files limit the host's services can get (PID 1's); None: not known.
+    open_files_limit: Optional[int] = None
     service_overrides: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     setting_overrides: Mapping[str, int] = field(default_factory=dict)
 
@@ -365,6 +372,9 @@ def vector_store_settings(store: str, planned: Mapping[str, Any]) -> Dict[str, A
 def host_tuning(host: HostInput, services: Tuple[str, ...], targets: ProfileTargets, cpu_available: float,
                 usable_mb: int) -> Dict[str, Any]:
     """Kernel, swap, THP, the systemd slice that bounds the whole stack, and Docker daemon settings."""
+    # A container's nofile limit above what the engine itself holds fails every start
+    # ("error setting rlimit type 7: operation not permitted"): the plan stays within the host's.
+    nofile_hard = min(CONTAINER_NOFILE_HARD, host.open_files_limit or CONTAINER_NOFILE_HARD)
     data = [s for s in services if s in DATA_SERVICES]
     sysctl = {
         "net.core.somaxconn": max(1024, targets.nginx_worker_connections),
@@ -398,8 +408,8 @@ def host_tuning(host: HostInput, services: Tuple[str, ...], targets: ProfileTarg
             "log_max_size_mb": targets.docker_log_max_mb,
             "log_max_files": targets.docker_log_max_files,
             "live_restore": True,
-            "nofile_soft": 65536,
-            "nofile_hard": 1048576,
+            "nofile_soft": min(CONTAINER_NOFILE_SOFT, nofile_hard),
+            "nofile_hard": nofile_hard,
             "cgroup_driver": "systemd",
         },
     }

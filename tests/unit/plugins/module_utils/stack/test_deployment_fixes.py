@@ -202,3 +202,19 @@ def test_the_plugin_daemon_gets_the_settings_it_refuses_to_start_without():
                  "PLUGIN_REMOTE_INSTALLING_HOST", "PLUGIN_REMOTE_INSTALLING_PORT"):
         assert env.get(name), name
     assert "5003" not in str(bundle["ports"])
+
+
+@pytest.mark.parametrize("limit, soft, hard", [(None, 65536, 1048576), ("20000", 20000, 20000), (131072, 65536, 131072)])
+def test_containers_never_get_more_open_files_than_the_host_grants(limit, soft, hard):
+    # Above the engine's own hard limit, every container start fails with "error setting rlimit
+    # type 7: operation not permitted" (a podman host on this machine grants 20000).
+    plan = plan_fleet([{"name": "one", "vcpus": 4, "memory_mb": 16000, "components": ALL, "address": "192.0.2.10",
+                        "open_files_limit": limit}], {})
+    docker = plan["hosts"]["one"]["host_tuning"]["docker"]
+    assert (docker["nofile_soft"], docker["nofile_hard"]) == (soft, hard)
+
+
+def test_an_unusable_open_files_limit_is_refused_with_the_host():
+    from ansible_collections.difyops.dify.plugins.module_utils.sizing.errors import PlanError
+    with pytest.raises(PlanError, match="host 'one': open_files_limit must be an integer"):
+        plan_fleet([{"name": "one", "vcpus": 4, "memory_mb": 16000, "components": ALL, "open_files_limit": "lots"}], {})
