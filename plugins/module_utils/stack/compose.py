@@ -41,6 +41,8 @@ PLUGIN_DEBUGGING_PORT = 5003
 DIFY_UID = 1001
 DB_USER = "dify"
 DATABASES = ("dify", "dify_plugin")
+# The data directory of the PostgreSQL containers (below their volume, as upstream's compose sets it).
+POSTGRES_PGDATA = "/var/lib/postgresql/data/pgdata"
 # The pgvector image's superuser (its environment has no POSTGRES_USER).
 PGVECTOR_USER = "postgres"
 # Project-relative directories each service keeps its data in (created by the role).
@@ -320,8 +322,11 @@ def data_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str],
     if "db_postgres" in services:
         out["db_postgres"] = _service(images["db_postgres"], {
             "POSTGRES_USER": DB_USER, "POSTGRES_PASSWORD": secret("DB_PASSWORD"), "POSTGRES_DB": DATABASES[0],
-            "PGDATA": "/var/lib/postgresql/data/pgdata"}, planned["db_postgres"],
-            command=["postgres", "-c", "config_file=/etc/postgresql/postgresql.conf"],
+            "PGDATA": POSTGRES_PGDATA}, planned["db_postgres"],
+            # config_file moves the default hba and ident files beside it (/etc/postgresql), where
+            # the image has none: they stay the ones initdb wrote into PGDATA.
+            command=["postgres", "-c", "config_file=/etc/postgresql/postgresql.conf",
+                     "-c", "hba_file=%s/pg_hba.conf" % POSTGRES_PGDATA, "-c", "ident_file=%s/pg_ident.conf" % POSTGRES_PGDATA],
             volumes=["./%s:/var/lib/postgresql/data" % DATA_DIRS["db_postgres"],
                      "./postgres/postgresql.dify.conf:/etc/postgresql/postgresql.conf:ro"],
             **_healthcheck(["CMD", "pg_isready", "-h", "localhost", "-U", DB_USER, "-d", DATABASES[0]]))
@@ -359,7 +364,7 @@ def data_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str],
             flags += ["-c", "%s=%s" % (name, value)]
         out["pgvector"] = _service(images["pgvector"], {
             "PGUSER": PGVECTOR_USER, "POSTGRES_PASSWORD": secret("PGVECTOR_PASSWORD"),
-            "POSTGRES_DB": "dify", "PGDATA": "/var/lib/postgresql/data/pgdata"}, planned["pgvector"], command=flags,
+            "POSTGRES_DB": "dify", "PGDATA": POSTGRES_PGDATA}, planned["pgvector"], command=flags,
             volumes=["./%s:/var/lib/postgresql/data" % DATA_DIRS["pgvector"]],
             **_published(plan, host_plan, [(PORTS["pgvector"], 5432)]),
             **_healthcheck(["CMD", "pg_isready", "-h", "localhost", "-U", PGVECTOR_USER]))

@@ -218,3 +218,12 @@ def test_an_unusable_open_files_limit_is_refused_with_the_host():
     from ansible_collections.difyops.dify.plugins.module_utils.sizing.errors import PlanError
     with pytest.raises(PlanError, match="host 'one': open_files_limit must be an integer"):
         plan_fleet([{"name": "one", "vcpus": 4, "memory_mb": 16000, "components": ALL, "open_files_limit": "lots"}], {})
+
+
+def test_db_postgres_keeps_the_access_rules_initdb_wrote_beside_its_data():
+    # config_file=/etc/postgresql/... moves the default hba_file there, where the image has none:
+    # PostgreSQL then refuses to start ("could not load pg_hba.conf").
+    spec = compose_project(single(), "one")["compose"]["services"]["db_postgres"]
+    command, pgdata = spec["command"], spec["environment"]["PGDATA"]
+    assert "config_file=/etc/postgresql/postgresql.conf" in command
+    assert "hba_file=%s/pg_hba.conf" % pgdata in command and "ident_file=%s/pg_ident.conf" % pgdata in command
