@@ -18,6 +18,8 @@ REQUIRED_COMPONENTS = ("gateway", "app", "database", "redis", "vector_store")
 SINGLE_HOST_COMPONENTS = ("database", "redis", "vector_store")
 
 APP_SERVICES = ("api", "worker", "worker_beat", "web", "sandbox", "plugin_daemon", "ssrf_proxy")
+# App services that run on one app host of a fleet only (the one that runs the migrations).
+SINGLETON_APP_SERVICES = ("worker_beat", "plugin_daemon")
 VECTOR_STORES = ("weaviate", "qdrant", "pgvector")
 # Services whose data must never be swapped out: memswap_limit = mem_limit.
 DATA_SERVICES = ("db_postgres", "redis") + VECTOR_STORES
@@ -110,12 +112,14 @@ def auto_profile(vcpus: int, memory_mb: int) -> str:
 
 def services_for(components: Tuple[str, ...], vector_store: str, runs_beat: bool = True) -> Tuple[str, ...]:
     """The Compose services that the given components run on one host, in a stable order.
-    Only one app host of a fleet runs worker_beat (``runs_beat``)."""
+    Only one app host of a fleet (``runs_beat``) runs worker_beat, and the plugin daemon: daemons
+    on several hosts forward plugin calls to each other's container addresses, which other hosts
+    cannot route (and upstream supports one daemon only), so every app host calls that one."""
     services = []
     if "gateway" in components:
         services.append("nginx")
     if "app" in components:
-        services.extend(s for s in APP_SERVICES if runs_beat or s != "worker_beat")
+        services.extend(s for s in APP_SERVICES if runs_beat or s not in SINGLETON_APP_SERVICES)
     if "database" in components:
         services.append("db_postgres")
     if "redis" in components:

@@ -166,8 +166,10 @@ def fleet_section(plans: Dict[str, Dict[str, Any]], vector_store: str, beat_host
         "app_connections": connections,
         "gateway_hosts": [p["name"] for p in plans.values() if "gateway" in p["components"]],
         "gateway_upstreams": {
-            service: [_endpoint(p, service, single_node) for p in apps] for service in ("api", "web", "plugin_daemon")
+            service: [_endpoint(p, service, single_node) for p in apps if service in p["services"]]
+            for service in ("api", "web", "plugin_daemon")
         },
+        "plugin_daemon_host": beat_host,
         "data_access": data_access,
         "inference_endpoints": [
             "http://%s:%d/v1" % (p["address"] or p["name"], PORTS["inference"])

@@ -83,7 +83,7 @@ def host_markdown(plan: Mapping[str, Any], fleet: Mapping[str, Any]) -> str:
             tuning["docker"]["log_max_files"], tuning["docker"]["log_max_size_mb"]),
     ]
     if plan["name"] == fleet.get("worker_beat_host"):
-        lines.append("This host runs worker_beat and the database migrations.")
+        lines.append("This host runs worker_beat, the database migrations and the fleet's plugin daemon.")
     lines += ["", "![memory](%s-memory.svg)" % plan["name"], ""]
     return "\n".join(lines)
 

@@ -77,11 +77,15 @@ def hosts_with(plan: Mapping[str, Any], component: str) -> List[Mapping[str, Any
 
 
 def endpoint(plan: Mapping[str, Any], component: str, service: str) -> Tuple[str, int]:
-    """Where app hosts reach a data service: its name on one host, the data host's address and
-    published port on a split fleet."""
+    """Where app hosts reach a data service (or the fleet's one plugin daemon, ``component``
+    ``plugin_daemon_host``): its name on one host, the holder's address and published port on a
+    split fleet."""
     if plan["fleet"]["single_node"]:
         return service, (5432 if service == "pgvector" else PORTS[service])
-    holder = hosts_with(plan, component)[0]
+    if component == "plugin_daemon_host":
+        holder = plan["hosts"][plan["fleet"]["plugin_daemon_host"]]
+    else:
+        holder = hosts_with(plan, component)[0]
     return str(holder["address"]), PORTS[service]
 
 
@@ -204,7 +208,7 @@ def app_env(plan: Mapping[str, Any], storage: Mapping[str, Any], url: str) -> Di
         "CELERY_BROKER_URL": "redis://:%s@%s:%d/1" % (secret("REDIS_PASSWORD"), redis_host, redis_port),
         "CODE_EXECUTION_ENDPOINT": "http://sandbox:%d" % SANDBOX_PORT,
         "CODE_EXECUTION_API_KEY": secret("SANDBOX_API_KEY"),
-        "PLUGIN_DAEMON_URL": "http://plugin_daemon:%d" % PORTS["plugin_daemon"],
+        "PLUGIN_DAEMON_URL": "http://%s:%d" % endpoint(plan, "plugin_daemon_host", "plugin_daemon"),
         "PLUGIN_DAEMON_KEY": secret("PLUGIN_DAEMON_KEY"),
         "PLUGIN_DIFY_INNER_API_KEY": secret("PLUGIN_DIFY_INNER_API_KEY"),
         "SSRF_PROXY_HTTP_URL": "http://ssrf_proxy:%d" % SSRF_PORT,
@@ -243,6 +247,31 @@ def _healthcheck(test: Sequence[str], start_period: str = "30s") -> Dict[str, An
 def _depends(services: Sequence[str], wanted: Mapping[str, str]) -> Dict[str, Any]:
     local = {name: {"condition": condition} for name, condition in wanted.items() if name in services}
     return {"depends_on": local} if local else {}
+
+
+def _plugin_daemon(plan: Mapping[str, Any], host: str, images: Mapping[str, str], storage: Mapping[str, Any],
+                   services: Sequence[str], shared: Mapping[str, str]) -> Dict[str, Any]:
+    """The fleet's one plugin daemon, on the app host that runs the migrations."""
+    host_plan = plan["hosts"][host]
+    db_host, db_port = endpoint(plan, "database", "db_postgres")
+    redis_host, redis_port = endpoint(plan, "redis", "redis")
+    plugin_env = {
+        "DB_TYPE": "postgresql", "DB_USERNAME": DB_USER, "DB_PASSWORD": secret("DB_PASSWORD"), "DB_HOST": db_host,
+        "DB_PORT": str(db_port), "DB_DATABASE": DATABASES[1], "DB_SSL_MODE": "disable",
+        "REDIS_HOST": redis_host, "REDIS_PORT": str(redis_port), "REDIS_PASSWORD": secret("REDIS_PASSWORD"),
+        "SERVER_PORT": str(PORTS["plugin_daemon"]), "SERVER_KEY": secret("PLUGIN_DAEMON_KEY"),
+        "DIFY_INNER_API_URL": "http://api:%d" % PORTS["api"], "DIFY_INNER_API_KEY": secret("PLUGIN_DIFY_INNER_API_KEY"),
+        "MAX_PLUGIN_PACKAGE_SIZE": shared["PLUGIN_MAX_PACKAGE_SIZE"], "PLUGIN_WORKING_PATH": "/app/storage/cwd",
+        # The daemon refuses to start without its remote-debugging listener (on by default); the
+        # port stays unpublished, as upstream's compose leaves it.
+        "PLUGIN_REMOTE_INSTALLING_HOST": "0.0.0.0", "PLUGIN_REMOTE_INSTALLING_PORT": str(PLUGIN_DEBUGGING_PORT),
+        "GOMAXPROCS": str(host_plan["settings"]["plugin_daemon"]["gomaxprocs"]),
+    }
+    plugin_env.update(_storage_env(storage)[1])
+    return _service(images["plugin_daemon"], plugin_env, host_plan["services"]["plugin_daemon"],
+                    volumes=["./%s:/app/storage" % DATA_DIRS["plugin_daemon"]],
+                    **_published(plan, host_plan, [(PORTS["plugin_daemon"], PORTS["plugin_daemon"])]),
+                    **_depends(services, {"db_postgres": "service_healthy"}))
 
 
 def app_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str], storage: Mapping[str, Any],
@@ -288,25 +317,8 @@ def app_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str], 
         "SANDBOX_PORT": str(SANDBOX_PORT)}, planned["sandbox"],
         volumes=["./sandbox/dependencies:/dependencies", "./sandbox/conf:/conf"], networks=["ssrf_proxy_network"],
         **_healthcheck(["CMD", "curl", "-fsS", "http://localhost:%d/health" % SANDBOX_PORT]))
-    db_host, db_port = endpoint(plan, "database", "db_postgres")
-    redis_host, redis_port = endpoint(plan, "redis", "redis")
-    plugin_env = {
-        "DB_TYPE": "postgresql", "DB_USERNAME": DB_USER, "DB_PASSWORD": secret("DB_PASSWORD"), "DB_HOST": db_host,
-        "DB_PORT": str(db_port), "DB_DATABASE": DATABASES[1], "DB_SSL_MODE": "disable",
-        "REDIS_HOST": redis_host, "REDIS_PORT": str(redis_port), "REDIS_PASSWORD": secret("REDIS_PASSWORD"),
-        "SERVER_PORT": str(PORTS["plugin_daemon"]), "SERVER_KEY": secret("PLUGIN_DAEMON_KEY"),
-        "DIFY_INNER_API_URL": "http://api:%d" % PORTS["api"], "DIFY_INNER_API_KEY": secret("PLUGIN_DIFY_INNER_API_KEY"),
-        "MAX_PLUGIN_PACKAGE_SIZE": shared["PLUGIN_MAX_PACKAGE_SIZE"], "PLUGIN_WORKING_PATH": "/app/storage/cwd",
-        # The daemon refuses to start without its remote-debugging listener (on by default); the
-        # port stays unpublished, as upstream's compose leaves it.
-        "PLUGIN_REMOTE_INSTALLING_HOST": "0.0.0.0", "PLUGIN_REMOTE_INSTALLING_PORT": str(PLUGIN_DEBUGGING_PORT),
-        "GOMAXPROCS": str(settings["plugin_daemon"]["gomaxprocs"]),
-    }
-    plugin_env.update(_storage_env(storage)[1])
-    out["plugin_daemon"] = _service(images["plugin_daemon"], plugin_env, planned["plugin_daemon"],
-                                    volumes=["./%s:/app/storage" % DATA_DIRS["plugin_daemon"]],
-                                    **_published(plan, host_plan, [(PORTS["plugin_daemon"], PORTS["plugin_daemon"])]),
-                                    **_depends(services, {"db_postgres": "service_healthy"}))
+    if "plugin_daemon" in services:
+        out["plugin_daemon"] = _plugin_daemon(plan, host, images, storage, services, shared)
     out["ssrf_proxy"] = _service(images["ssrf_proxy"], {
         "HTTP_PORT": str(SSRF_PORT), "COREDUMP_DIR": "/var/spool/squid", "REVERSE_PROXY_PORT": str(SANDBOX_PORT),
         "SANDBOX_HOST": "sandbox", "SANDBOX_PORT": str(SANDBOX_PORT)}, planned["ssrf_proxy"],
@@ -520,7 +532,10 @@ def firewall_rules(plan: Mapping[str, Any], host: str, project: Mapping[str, Any
     gateways = [plan["hosts"][g]["address"] for g in plan["fleet"]["gateway_hosts"]]
     sources = {"redis": access["redis"], "inference": access["gpu_inference"]}
     sources.update({s: access["vector_store"] for s in ("weaviate", "qdrant", "pgvector")})
-    sources.update({s: ["%s/%d" % (a, 128 if ":" in a else 32) for a in gateways] for s in ("api", "web", "plugin_daemon")})
+    sources.update({s: ["%s/%d" % (a, 128 if ":" in a else 32) for a in gateways] for s in ("api", "web")})
+    # The fleet's one plugin daemon serves the gateways (/e/ endpoints) and every app host's api and worker.
+    apps = [str(h["address"]) for h in hosts_with(plan, "app") if h["name"] != host]
+    sources["plugin_daemon"] = ["%s/%d" % (a, 128 if ":" in a else 32) for a in gateways + [a for a in apps if a not in gateways]]
     rules = []
     for service, ports in published_ports(project).items():
         for port in ports:

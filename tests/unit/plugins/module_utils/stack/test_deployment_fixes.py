@@ -227,3 +227,20 @@ def test_db_postgres_keeps_the_access_rules_initdb_wrote_beside_its_data():
     command, pgdata = spec["command"], spec["environment"]["PGDATA"]
     assert "config_file=/etc/postgresql/postgresql.conf" in command
     assert "hba_file=%s/pg_hba.conf" % pgdata in command and "ident_file=%s/pg_ident.conf" % pgdata in command
+
+
+def test_a_split_fleet_has_one_plugin_daemon_that_every_app_host_and_the_gateway_call():
+    # Daemons on several hosts forward plugin calls to each other's container addresses, which
+    # other hosts cannot route; every caller goes to the migration host's daemon instead.
+    plan = split()
+    assert plan["fleet"]["plugin_daemon_host"] == "app1"
+    assert plan["fleet"]["gateway_upstreams"]["plugin_daemon"] == ["10.0.0.2:5002"]
+    assert plan["fleet"]["gateway_upstreams"]["api"] == ["10.0.0.2:5001", "10.0.0.3:5001"]
+    app1, app2 = (compose_project(plan, h, {"object_storage": S3}) for h in ("app1", "app2"))
+    assert "plugin_daemon" in app1["services"] and "plugin_daemon" not in app2["services"]
+    assert app1["compose"]["services"]["api"]["environment"]["PLUGIN_DAEMON_URL"] == "http://10.0.0.2:5002"
+    assert app2["compose"]["services"]["worker"]["environment"]["PLUGIN_DAEMON_URL"] == "http://10.0.0.2:5002"
+    rules = {r["service"]: r["sources"] for r in app1["firewall"]}
+    assert rules["plugin_daemon"] == ["10.0.0.1/32", "10.0.0.3/32"]
+    assert compose_project(single(), "one")["compose"]["services"]["api"]["environment"]["PLUGIN_DAEMON_URL"] == \
+        "http://plugin_daemon:5002"
