@@ -322,7 +322,9 @@ def app_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str], 
     out["ssrf_proxy"] = _service(images["ssrf_proxy"], {
         "HTTP_PORT": str(SSRF_PORT), "COREDUMP_DIR": "/var/spool/squid", "REVERSE_PROXY_PORT": str(SANDBOX_PORT),
         "SANDBOX_HOST": "sandbox", "SANDBOX_PORT": str(SANDBOX_PORT)}, planned["ssrf_proxy"],
-        volumes=["./ssrf_proxy/squid.conf:/etc/squid/squid.conf:ro"], networks=networks)
+        volumes=["./ssrf_proxy/squid.conf:/etc/squid/squid.conf:ro"], networks=networks,
+        # squid resolves its sandbox peer once at start (then only on reload or hourly).
+        **_depends(services, {"sandbox": "service_started"}))
     return {name: spec for name, spec in out.items() if name in services}
 
 

@@ -190,6 +190,8 @@ def test_the_ssrf_proxy_admits_the_inference_hosts_and_the_named_networks_only()
     assert allow < lines.index("http_access deny private_dst")
     for kept in ("client_request_buffer_max_size 100 MB", "connect_timeout 30 seconds", "read_timeout 2 minutes"):
         assert kept in lines
+    # Forward-proxied requests never go to the sandbox peer (upstream's langgenius/dify#25801).
+    assert lines.index("cache_peer_access sandbox allow sandbox_port") < lines.index("cache_peer_access sandbox deny all")
     bare = render("squid.conf.j2", compose_project(single(), "one"))
     assert "allowed_private_dst" not in bare and "http_access deny private_dst" in bare.splitlines()
 
