@@ -5,6 +5,8 @@ source "$(dirname "$0")/lib.sh"
 activate_venv
 
 "$REPO_ROOT/tools/build-images.sh"
+# The images the `stack` scenario's Docker runs (real services and contract stand-ins).
+"$REPO_ROOT/tools/build-standins.sh"
 
 scenarios=("$@")
 if [[ ${#scenarios[@]} -eq 0 ]]; then
