@@ -52,8 +52,8 @@ def render() -> str:
         fleet = plan["fleet"]
         pools = ", ".join("%s %d" % kv for kv in fleet["app_connections"].items())
         out += ["Fleet: vector store **%s**, Postgres `max_connections` **%d** (app pools: %s), worker_beat, "
-                "migrations and the plugin daemon on **%s**." % (fleet["vector_store"], fleet["postgres_max_connections"], pools,
-                                           fleet["worker_beat_host"])]
+                "migrations and the plugin daemon on **%s**."
+                % (fleet["vector_store"], fleet["postgres_max_connections"], pools, fleet["worker_beat_host"])]
         for host in plan["hosts"].values():
             inference = host["settings"].get("inference")
             if inference and inference["enabled"]:
