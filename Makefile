@@ -1,5 +1,5 @@
 # Entry points; the work is done by the scripts under tools/.
-.PHONY: help plan test unit sanity lint package molecule images venv clean
+.PHONY: help plan test unit sanity lint package molecule images standins demo venv clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,12 @@ molecule: venv ## Every molecule scenario on local podman hosts
 
 images: ## Build the podman test host images (cached)
 	@tools/build-images.sh
+
+standins: ## Build the stand-in images the test hosts' Docker runs (cached)
+	@tools/build-standins.sh
+
+demo: venv ## Deploy the single node in a local podman test host and print its URL
+	@tools/demo.sh
 
 venv: ## Create the virtual environment from requirements/test.txt
 	@tools/venv.sh

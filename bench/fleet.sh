@@ -2,14 +2,15 @@
 # Benchmark of difyops.dify.site on podman fleets of 1, 4 and 8 hosts (issue 8).
 #
 # For each size N: start N privileged Debian 13 systemd hosts (the test image), prepare them as
-# the molecule default scenario does (the distribution's Docker and the STAND-IN images), then time
+# the molecule default scenario does (the distribution's Docker and the stand-in images of
+# tools/build-standins.sh, loaded from .cache/standins), then time
 #   1. a bare fact-gathering play (gather_facts: true, no tasks) on the N hosts,
 #   2. the first converge of difyops.dify.site,
 #   3. the idempotent rerun of site (its changed count is checked to be 0),
 # all in the same run on the same hosts. Goals: rerun <= 4 x facts; site on 8 hosts <= 2 x site on
 # 1 host. Layouts: 1 host = single node; N > 1 = host 1 gateway + app (+ beat), host 2 database,
-# Redis and vector store, hosts 3.. app hosts (split app hosts use a placeholder S3 endpoint: the
-# stack is created, not started, as in the molecule scenario).
+# Redis and vector store, hosts 3.. app hosts (the default scenario's settings: pgvector, a
+# placeholder S3 endpoint for split app hosts; the stack is started, as in that scenario).
 #
 # Ansible reaches the hosts over SSH with pipelining and ControlPersist (ansible.cfg), as on a real
 # fleet: each host gets openssh-server and a key made for the run. (The podman connection cannot
@@ -17,7 +18,7 @@
 # Every host runs on this machine, so the table also gives the CPU time that the whole machine
 # spent during each run (controller and hosts together), and how many CPUs that kept busy.
 #
-# usage: bench/fleet.sh [SIZES...]     (default: 1 4 8; `make venv images` first)
+# usage: bench/fleet.sh [SIZES...]     (default: 1 4 8; `make venv images standins` first)
 # DIFYOPS_BENCH_KEEP=DIR keeps the last fleet running and writes its inventory and logs to DIR
 # (for profiling reruns: ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks ansible-playbook -i
 # DIR/inv-N.yml difyops.dify.site); remove the hosts with `podman rm -f` when done.
@@ -37,7 +38,7 @@ mkdir -p "$REPO_ROOT/bench/results"
 out="$REPO_ROOT/bench/results/fleet-$(date +%Y%m%d).md"
 [[ ! -e "$out" ]] || out="$REPO_ROOT/bench/results/fleet-$(date +%Y%m%d-%H%M).md"  # never overwrite a result
 
-cleanup() { podman ps -a --format '{{.Names}}' | { grep '^difyops-bench-' || true; } | xargs -r podman rm -f >/dev/null; }
+cleanup() { podman ps -a --format '{{.Names}}' | { grep '^difyops-bench-' || true; } | xargs -r podman rm -f -v >/dev/null; }
 
 inventory() {  # N -> YAML inventory on stdout
   local n=$1 i groups
@@ -49,11 +50,6 @@ inventory() {  # N -> YAML inventory on stdout
   echo "    ansible_ssh_common_args: '-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'"
   echo "    ansible_python_interpreter: /usr/bin/python3"
   sed -n '/^        docker_engine_source/,/^verifier:/p' "$REPO_ROOT/molecule/default/molecule.yml" | sed '$d' | sed 's/^    //'
-  if (( n > 1 )); then
-    echo "    dify_object_storage: {endpoint: 'https://s3.bench.invalid', bucket: dify}"
-    echo "    dify_stack_object_storage: {endpoint: 'https://s3.bench.invalid', bucket: dify}"
-    echo "    dify_secrets_given: {S3_ACCESS_KEY: bench-access-key-0000, S3_SECRET_KEY: bench-secret-key-00000000}"
-  fi
   echo "  children:"
   echo "    dify:"
   echo "      children:"
@@ -103,7 +99,7 @@ for n in "${sizes[@]}"; do
   cleanup
   for ((i = 1; i <= n; i++)); do
     podman run -d --name "difyops-bench-$i" --hostname "difyops-bench-$i" --network "$net" --privileged \
-      --systemd=always "$image" /sbin/init >/dev/null
+      --systemd=always -v /var/lib/docker -v "$CACHE_DIR/standins:/srv/difyops-standins:ro" "$image" /sbin/init >/dev/null
   done
   log "fleet of $n: openssh-server"
   pids=()
