@@ -2,13 +2,15 @@
 
 Reports, over a deterministic sweep of host shapes (1 vCPU/2 GiB to 192 vCPU/2 TiB, single-node and
 split placements), the share of usable memory the plan hands out (median and minimum; goal: median
->= 85%, never > 100%), and how long planning a 100-host fleet takes (goal: under a second).
+>= 85%, never > 100%), how long planning a 100-host fleet takes (goal: under a second), and the
+cost of planning fleets of 10 to 10 000 hosts, per host (goal: flat; 10 000 hosts under a second).
 
-Run: .venv/bin/python bench/sizing.py   (after `make venv`)
+Run: .venv/bin/python bench/sizing.py [--scale N ...]   (after `make venv`; --help for the options)
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import statistics
@@ -54,18 +56,49 @@ def memory_shares(count: int = 2000, seed: int = 1):
     return shares, refused
 
 
-def hundred_host_fleet():
+def fleet_of(size: int):
+    """A gateway, a database with Redis, a vector store host and size - 3 app hosts."""
     hosts = [{"name": "gw", "vcpus": 4, "memory_mb": 8192, "components": ["gateway"], "address": "10.1.0.1"},
              {"name": "db", "vcpus": 32, "memory_mb": 131072, "components": ["database", "redis"],
               "address": "10.1.0.2", "disk_kind": "nvme"},
              {"name": "vec", "vcpus": 16, "memory_mb": 65536, "components": ["vector_store"], "address": "10.1.0.3"}]
-    for i in range(97):
-        hosts.append({"name": "app%02d" % i, "vcpus": 8, "memory_mb": 32768, "components": ["app"],
-                      "address": "10.1.%d.%d" % (1 + i // 200, 10 + i % 200)})
+    for i in range(size - 3):
+        hosts.append({"name": "app%05d" % i, "vcpus": 8, "memory_mb": 32768, "components": ["app"],
+                      "address": "10.%d.%d.%d" % (2 + i // 65000, (i // 250) % 260, 1 + i % 250)})
     return hosts
 
 
+def hundred_host_fleet():
+    return fleet_of(100)
+
+
+def scale_sweep(sizes) -> None:
+    """Seconds to plan fleets of each size (best of 3, or 1 run above 1000 hosts) and per host."""
+    print("planning cost by fleet size:")
+    for size in sizes:
+        fleet = fleet_of(size)
+        runs = []
+        for _run in range(3 if size <= 1000 else 1):
+            start = time.perf_counter()
+            try:
+                plan_fleet(fleet, {"object_storage": True})
+            except PlanError as exc:
+                print("  %6d hosts: refused (%s)" % (size, exc.problems[0]))
+                break
+            runs.append(time.perf_counter() - start)
+        if runs:
+            best = min(runs)
+            print("  %6d hosts: %8.3f s, %6.3f ms per host" % (size, best, 1000 * best / size))
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=int, nargs="*", default=[10, 100, 1000, 10000], metavar="N",
+                        help="fleet sizes of the planning-cost sweep (default: 10 100 1000 10000; none skips it)")
+    args = parser.parse_args()
+    if args.scale:
+        scale_sweep(args.scale)
     shares, refused = memory_shares()
     fleet = hundred_host_fleet()
     plan_fleet(fleet, {"object_storage": True})

@@ -8,6 +8,7 @@ data service)."""
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
 from dataclasses import replace
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
@@ -96,8 +97,9 @@ def check_placement(hosts: Sequence[HostInput], raw_hosts: Sequence[Mapping[str,
     if len(beat) > 1:
         problems.append("worker_beat is placed on %d hosts (%s); exactly one host may run it, or Celery's "
                         "periodic tasks run twice" % (len(beat), ", ".join(beat)))
+    app_names = set(app_hosts)
     for name in beat:
-        if name not in app_hosts:
+        if name not in app_names:
             problems.append("host '%s': worker_beat needs the app component on the same host" % name)
     if len(app_hosts) > 1 and not options.get("object_storage"):
         problems.append("app hosts %s are split over %d hosts but no shared object storage is configured; api "
@@ -205,7 +207,7 @@ def plan_fleet(raw_hosts: Sequence[Mapping[str, Any]], options: Optional[Mapping
         raise PlanError(["no hosts to plan: the inventory group 'dify' is empty"])
     hosts = [parse_host(r, opts, len(raw_hosts) > 1, problems) for r in raw_hosts]
     names = [h.name for h in hosts]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    duplicates = sorted(n for n, seen in Counter(names).items() if seen > 1)
     if duplicates:
         problems.append("host names appear more than once: %s" % ", ".join(duplicates))
     beat_host = check_placement(hosts, raw_hosts, opts, problems)
