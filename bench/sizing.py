@@ -92,7 +92,7 @@ def scale_sweep(sizes) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=int, nargs="*", default=[10, 100, 1000, 10000], metavar="N",
                         help="fleet sizes of the planning-cost sweep (default: 10 100 1000 10000; none skips it)")

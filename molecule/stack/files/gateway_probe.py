@@ -104,7 +104,7 @@ def main() -> None:
     result["status"] = as_json(request("GET", "/console/api/difyops-standin/status")[2])
     result["routes"] = routes()
     # The api container (its host name) behind each answer: two app hosts show two.
-    result["balance"] = sorted({as_json(request("GET", "/console/api/probe")[2]).get("host") for _ in range(12)})
+    result["balance"] = sorted({as_json(request("GET", "/console/api/probe")[2]).get("host") for _request in range(12)})
     result["task"] = as_json(request("POST", "/console/api/difyops-standin/task", b"{}",
                                      {"Content-Type": "application/json"})[2])
     result["blocking"] = workflow("blocking")
