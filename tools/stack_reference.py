@@ -15,11 +15,14 @@ import re
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# Settings Dify's api reads (its pydantic configuration under api/configs/) that .env.example does
-# not list, per version, with the file that declares each; the variable check accepts them too.
+# Settings Dify's services read (the api's pydantic configuration under api/configs/, the plugin
+# daemon's Go configuration) that .env.example does not list, per version, with the file that
+# declares each; the variable check accepts them too.
 SETTINGS_NOT_IN_ENV_EXAMPLE = {
     "1.13.3": {
         "S3_ADDRESS_STYLE": "api/configs/middleware/storage/amazon_s3_storage_config.py",
+        # The plugin daemon's own configuration (langgenius/dify-plugin-daemon, internal/types/app/config.go).
+        "DB_MAX_OPEN_CONNS": "dify-plugin-daemon: internal/types/app/config.go (default 30)",
     },
 }
 SECRET_NAMES = re.compile(r"(PASSWORD|SECRET_KEY|API_KEY|_KEY$|ALLOWED_KEYS|REDISCLI_AUTH|BROKER_URL)")

@@ -266,6 +266,8 @@ def _plugin_daemon(plan: Mapping[str, Any], host: str, images: Mapping[str, str]
         # port stays unpublished, as upstream's compose leaves it.
         "PLUGIN_REMOTE_INSTALLING_HOST": "0.0.0.0", "PLUGIN_REMOTE_INSTALLING_PORT": str(PLUGIN_DEBUGGING_PORT),
         "GOMAXPROCS": str(host_plan["settings"]["plugin_daemon"]["gomaxprocs"]),
+        # The pool the plan counts in max_connections (the daemon's own default is 30).
+        "DB_MAX_OPEN_CONNS": str(host_plan["settings"]["plugin_daemon"]["db_connections"]),
     }
     plugin_env.update(_storage_env(storage)[1])
     return _service(images["plugin_daemon"], plugin_env, host_plan["services"]["plugin_daemon"],

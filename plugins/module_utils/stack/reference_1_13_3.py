@@ -720,6 +720,7 @@ ENV_NAMES = frozenset((
 ))
 # Settings Dify reads that .env.example does not list (tools/stack_reference.py names their source).
 SETTINGS_NAMES = frozenset((
+    'DB_MAX_OPEN_CONNS',  # dify-plugin-daemon: internal/types/app/config.go (default 30)
     'S3_ADDRESS_STYLE',  # api/configs/middleware/storage/amazon_s3_storage_config.py
 ))
 SHARED_ENV_SERVICES = ('api', 'plugin_daemon', 'worker', 'worker_beat')

@@ -562,11 +562,14 @@ def daemon_problems(env, **changes):
 
 
 def test_the_collections_plugin_daemon_environment_fits_the_daemon():
-    settings, problems, warnings = standin.daemon_settings(filled(collection_daemon_env()))
+    env = collection_daemon_env()
+    settings, problems, warnings = standin.daemon_settings(filled(env))
     assert (problems, warnings) == ([], [])
     assert settings.port == 5002 and settings.db["dbname"] == "dify_plugin" and settings.db["sslmode"] == "disable"
     assert settings.storage_type == "local" and settings.storage_root == "/app/storage"
-    assert settings.working_path == "/app/storage/cwd" and settings.remote_installing and settings.max_open == 30
+    assert settings.working_path == "/app/storage/cwd" and settings.remote_installing
+    # The pool the plan counts in max_connections, not the daemon's default of 30.
+    assert settings.max_open == int(env["DB_MAX_OPEN_CONNS"]) < 30
     assert settings.default_db == "postgres" and settings.redis.db == 0
 
 

@@ -246,3 +246,11 @@ def test_a_split_fleet_has_one_plugin_daemon_that_every_app_host_and_the_gateway
     assert rules["plugin_daemon"] == ["10.0.0.1/32", "10.0.0.3/32"]
     assert compose_project(single(), "one")["compose"]["services"]["api"]["environment"]["PLUGIN_DAEMON_URL"] == \
         "http://plugin_daemon:5002"
+
+
+def test_the_plugin_daemon_opens_no_more_connections_than_the_plan_counts():
+    plan = single()
+    bundle = compose_project(plan, "one")
+    env = bundle["compose"]["services"]["plugin_daemon"]["environment"]
+    assert env["DB_MAX_OPEN_CONNS"] == str(plan["hosts"]["one"]["settings"]["plugin_daemon"]["db_connections"])
+    assert bundle["unknown_env"] == []
