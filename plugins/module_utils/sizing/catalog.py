@@ -43,59 +43,83 @@ DIFY_UPLOAD_LIMITS_MB = {
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    """Static sizing data of one Compose service."""
+    """Static sizing data of one Compose service.
+
+    ``cpu_weight`` becomes the container's CPU shares: under contention CPU time is shared in
+    proportion, and an idle host lends every core to whoever needs it. ``cpu_cap`` is a hard
+    quota in whole cores for services that cannot use more (one process); None: no quota, the
+    service may use every CPU the host has left after the OS reserve.
+    """
 
     floor_mb: int
     weight: float
     cap_mb: Optional[int]
-    cpu_floor: float
     cpu_weight: float
+    cpu_cap: Optional[float] = None
 
 
+# Floors sit above what Dify 1.13.3's own services use at idle, measured from their RSS on a
+# 2-vCPU host (api 431 MB: gunicorn master 47 + one gevent worker 384; worker 390 MB; worker_beat
+# 367 MB, OOM-killed in a loop under a 252 MiB limit; web 116-237 MB; sandbox 115-207 MB;
+# PostgreSQL 87 MiB). api and worker floors grow with their processes and greenlets; see
+# host.service_floor_mb. The request path (nginx, api, web, sandbox, plugin daemon, the
+# databases) has no CPU quota: a slice of one core throttled the sandbox in 2463 of 2496 periods.
 SERVICE_SPECS: Dict[str, ServiceSpec] = {
-    # api and worker floors grow with their process counts; see host.service_floor_mb.
-    "api": ServiceSpec(floor_mb=256, weight=3.0, cap_mb=None, cpu_floor=0.25, cpu_weight=3.0),
-    "worker": ServiceSpec(floor_mb=256, weight=4.0, cap_mb=None, cpu_floor=0.25, cpu_weight=3.0),
-    "worker_beat": ServiceSpec(floor_mb=128, weight=0.1, cap_mb=384, cpu_floor=0.02, cpu_weight=0.1),
-    "web": ServiceSpec(floor_mb=256, weight=0.3, cap_mb=1024, cpu_floor=0.1, cpu_weight=0.5),
-    "sandbox": ServiceSpec(floor_mb=256, weight=0.5, cap_mb=2048, cpu_floor=0.1, cpu_weight=1.0),
-    "plugin_daemon": ServiceSpec(floor_mb=512, weight=1.5, cap_mb=None, cpu_floor=0.1, cpu_weight=1.0),
-    "ssrf_proxy": ServiceSpec(floor_mb=64, weight=0.1, cap_mb=256, cpu_floor=0.02, cpu_weight=0.2),
-    "nginx": ServiceSpec(floor_mb=64, weight=0.2, cap_mb=512, cpu_floor=0.05, cpu_weight=0.5),
-    "db_postgres": ServiceSpec(floor_mb=256, weight=3.0, cap_mb=None, cpu_floor=0.25, cpu_weight=2.0),
-    "redis": ServiceSpec(floor_mb=128, weight=0.5, cap_mb=16384, cpu_floor=0.1, cpu_weight=0.5),
-    "weaviate": ServiceSpec(floor_mb=1024, weight=3.0, cap_mb=None, cpu_floor=0.25, cpu_weight=2.0),
-    "qdrant": ServiceSpec(floor_mb=512, weight=2.5, cap_mb=None, cpu_floor=0.25, cpu_weight=2.0),
-    "pgvector": ServiceSpec(floor_mb=256, weight=2.0, cap_mb=None, cpu_floor=0.25, cpu_weight=1.5),
+    # api's own floor is gunicorn's master process; each gevent process adds its own.
+    "api": ServiceSpec(floor_mb=48, weight=3.0, cap_mb=None, cpu_weight=3.0),
+    "worker": ServiceSpec(floor_mb=0, weight=4.0, cap_mb=None, cpu_weight=1.5),
+    "worker_beat": ServiceSpec(floor_mb=384, weight=0.1, cap_mb=640, cpu_weight=0.2, cpu_cap=1.0),
+    "web": ServiceSpec(floor_mb=256, weight=0.3, cap_mb=1024, cpu_weight=0.5),
+    "sandbox": ServiceSpec(floor_mb=256, weight=0.5, cap_mb=2048, cpu_weight=2.0),
+    # The daemon runs every installed plugin as its own Python process (100-300 MB each).
+    "plugin_daemon": ServiceSpec(floor_mb=384, weight=1.5, cap_mb=16384, cpu_weight=1.0),
+    "ssrf_proxy": ServiceSpec(floor_mb=64, weight=0.1, cap_mb=256, cpu_weight=0.5, cpu_cap=1.0),
+    "nginx": ServiceSpec(floor_mb=48, weight=0.2, cap_mb=512, cpu_weight=1.0),
+    "db_postgres": ServiceSpec(floor_mb=256, weight=3.0, cap_mb=None, cpu_weight=2.0),
+    "redis": ServiceSpec(floor_mb=96, weight=0.5, cap_mb=16384, cpu_weight=1.0),
+    "weaviate": ServiceSpec(floor_mb=1024, weight=3.0, cap_mb=None, cpu_weight=2.0),
+    "qdrant": ServiceSpec(floor_mb=512, weight=2.5, cap_mb=None, cpu_weight=2.0),
+    "pgvector": ServiceSpec(floor_mb=192, weight=2.0, cap_mb=None, cpu_weight=1.5),
     # CPU-side memory of the inference engine (weights stream through host memory on load).
-    "inference": ServiceSpec(floor_mb=2048, weight=2.0, cap_mb=None, cpu_floor=1.0, cpu_weight=2.0),
+    "inference": ServiceSpec(floor_mb=2048, weight=2.0, cap_mb=None, cpu_weight=2.0),
 }
 
-# Per-process memory of Dify's Python services (gevent api worker, Celery prefork child).
-API_WORKER_MB = 320
-CELERY_CHILD_MB = 192
+# Dify's api and worker are gevent processes: gunicorn ``--worker-class gevent`` and
+# ``celery worker -P gevent`` (the entrypoint's default, which the plan sets explicitly). One
+# process runs its greenlets on one core and shares one SQLAlchemy pool among them.
+API_PROCESS_MB = 400
+API_GREENLET_MB = 4
+# A gevent process gains nothing past these: more memory goes to more processes. A Celery
+# process holds whole documents while it indexes them, hence its larger bound.
+API_PROCESS_CAP_MB = 1536
+CELERY_PROCESS_CAP_MB = 8192
+CELERY_PROCESS_MB = 420
+CELERY_GREENLET_MB = 8
+CELERY_POOL_CLASS = "gevent"
 
 
 @dataclass(frozen=True)
 class ProfileTargets:
-    """Process counts and front-end limits a profile aims at, before the host bounds them."""
+    """Process counts and front-end limits a profile aims at, before the host bounds them.
 
-    api_workers_max: int
-    api_worker_connections: int
-    celery_max: int
-    celery_autoscale: bool
+    Greenlets are the I/O concurrency of one process: requests and tasks mostly wait on LLM calls
+    and the database, so one process carries many of them; processes are added to use cores."""
+
+    api_processes_max: int
+    api_greenlets: int
+    worker_processes_max: int
+    worker_greenlets: int
     nginx_worker_connections: int
-    rate_limit_rps: int
     autovacuum_naptime_s: int
     docker_log_max_mb: int
     docker_log_max_files: int
 
 
 PROFILE_TARGETS: Dict[str, ProfileTargets] = {
-    "edge": ProfileTargets(1, 10, 1, False, 512, 10, 60, 10, 3),
-    "small": ProfileTargets(2, 20, 2, False, 1024, 20, 30, 20, 5),
-    "standard": ProfileTargets(4, 50, 8, False, 2048, 50, 15, 50, 5),
-    "large": ProfileTargets(8, 100, 32, True, 4096, 100, 15, 100, 5),
+    "edge": ProfileTargets(1, 10, 1, 4, 512, 60, 10, 3),
+    "small": ProfileTargets(2, 20, 1, 8, 1024, 30, 20, 5),
+    "standard": ProfileTargets(4, 32, 2, 16, 2048, 15, 50, 5),
+    "large": ProfileTargets(12, 32, 4, 32, 4096, 15, 100, 5),
 }
 
 

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from .catalog import COMPONENTS, PROFILES, REQUIRED_COMPONENTS, SINGLE_HOST_COMPONENTS, VECTOR_STORES, auto_profile
 from .errors import PlanError
-from .host import DISK_KINDS, HostInput, plan_host
+from .host import DISK_KINDS, HostInput, gateway_rate_limit, plan_host
 from .postgres import hot_table_settings, postgres_settings
 from .units import ceil_div
 
@@ -128,7 +128,7 @@ def choose_vector_store(requested: str, hosts: Sequence[HostInput], problems: Li
 def app_connections(plan: Mapping[str, Any]) -> int:
     """Postgres connections one app host can open at most: every process's full pool."""
     settings = plan["settings"]
-    return sum(settings.get(s, {}).get("db_connections", 0) for s in ("api", "worker", "plugin_daemon"))
+    return sum(settings.get(s, {}).get("db_connections", 0) for s in ("api", "worker", "worker_beat", "plugin_daemon"))
 
 
 def connection_limit(connections: int) -> int:
@@ -157,6 +157,7 @@ def fleet_section(plans: Dict[str, Dict[str, Any]], vector_store: str, beat_host
     max_connections = connection_limit(sum(connections.values()))
     for plan in plans.values():
         _complete_data_services(plan, max_connections, apps)
+        _complete_gateway(plan, apps)
     app_networks = allowed_networks(apps)
     data_access = {component: list(app_networks) for component in ("database", "redis", "vector_store", "gpu_inference")}
     return {
@@ -181,6 +182,17 @@ def fleet_section(plans: Dict[str, Dict[str, Any]], vector_store: str, beat_host
     }
 
 
+def _complete_gateway(plan: Dict[str, Any], apps: Sequence[Mapping[str, Any]]) -> None:
+    """The gateway's per-client rate limit, sized from every app host's api greenlets unless the
+    operator set one (rate_limit_rps)."""
+    nginx = plan["settings"].get("nginx")
+    if nginx is None or nginx["rate_limit_rps"] is not None:
+        return
+    api = [p["settings"]["api"] for p in apps if "api" in p["settings"]]
+    rps, burst = gateway_rate_limit(sum(a["server_worker_amount"] * a["server_worker_connections"] for a in api))
+    nginx.update(rate_limit_rps=rps, rate_limit_burst=burst)
+
+
 def _complete_data_services(plan: Dict[str, Any], max_connections: int, apps: Sequence[Mapping[str, Any]]) -> None:
     naptime = {"edge": 60, "small": 30}.get(plan["profile"], 15)
     services = plan["services"]
@@ -190,8 +202,9 @@ def _complete_data_services(plan: Dict[str, Any], max_connections: int, apps: Se
         plan["settings"]["postgres"] = {"server": pg, "hot_tables": hot_table_settings(),
                                         "shared_preload_libraries": ["pg_stat_statements"]}
     if "pgvector" in services:
+        # Dify's pgvector client keeps one pool per process (PGVECTOR_MAX_CONNECTION).
         processes = sum(p["settings"].get("api", {}).get("server_worker_amount", 0)
-                        + p["settings"].get("worker", {}).get("celery_worker_amount", 0) for p in apps)
+                        + p["settings"].get("worker", {}).get("processes", 0) for p in apps)
         per_process = plan["settings"]["vector_store"]["pgvector_max_connection"]
         plan["settings"]["vector_store"]["server"] = postgres_settings(
             services["pgvector"]["memory_mb"], services["pgvector"]["cpus"], plan["disk_kind"],

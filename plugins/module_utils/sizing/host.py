@@ -9,11 +9,12 @@ Settings that depend on the whole fleet (Postgres connections, upstreams) are ad
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .allocate import water_fill
-from .catalog import (API_WORKER_MB, CELERY_CHILD_MB, DATA_SERVICES, DIFY_MIN_MEMORY_MB, DIFY_MIN_VCPUS,
+from .catalog import (API_GREENLET_MB, API_PROCESS_CAP_MB, API_PROCESS_MB, CELERY_GREENLET_MB, CELERY_POOL_CLASS,
+                      CELERY_PROCESS_CAP_MB, CELERY_PROCESS_MB, DATA_SERVICES, DIFY_MIN_MEMORY_MB, DIFY_MIN_VCPUS,
                       DIFY_UPLOAD_LIMITS_MB, PROFILE_TARGETS, SERVICE_SPECS, ProfileTargets, auto_profile, services_for)
 from .gpu import plan_inference
 from .units import clamp, human_mb, round_cpus
@@ -53,21 +54,23 @@ class HostInput:
 
 @dataclass(frozen=True)
 class Counts:
-    """Process counts a host runs, which the memory floors depend on."""
+    """Processes and greenlets a host runs, which the memory floors and pools depend on."""
 
-    api_workers: int
-    api_worker_connections: int
-    celery_workers: int
-    celery_autoscale: bool
+    api_processes: int
+    api_greenlets: int
+    worker_processes: int
+    worker_greenlets: int
 
 
 def os_reserve_mb(memory_mb: int) -> int:
-    """Memory kept for the OS, page-table and kernel overhead, and the container engine."""
-    return int(min(512 + memory_mb * 0.05, 8192)) + 256
+    """Memory kept for the kernel, the OS's daemons, the container engine and its per-container
+    shims (which live outside the containers' limits)."""
+    return int(min(320 + memory_mb * 0.04, 8192)) + 192
 
 
 def cpu_reserve(vcpus: int) -> float:
-    """CPU kept for the OS and the container engine."""
+    """CPU the OS and the container engine can count on under contention (the stack's slice
+    weight leaves them at least this share; nothing is set aside when the host is idle)."""
     if vcpus <= 2:
         return 0.25
     if vcpus <= 8:
@@ -76,32 +79,41 @@ def cpu_reserve(vcpus: int) -> float:
 
 
 def target_counts(targets: ProfileTargets, cpu_available: float, overrides: Mapping[str, int]) -> Counts:
-    """Process counts the profile and the host's CPUs aim at (before memory bounds them)."""
-    api_workers = int(clamp(round(cpu_available * 0.35), 1, targets.api_workers_max))
-    # Celery tasks wait on LLM calls and I/O: two children per CPU share.
-    celery = int(clamp(round(cpu_available * 0.5 * 2), 1, targets.celery_max))
+    """Processes follow the cores (a gevent process runs on one), greenlets the profile's I/O
+    concurrency; the operator's overrides win."""
+    api = int(clamp(round(cpu_available * 0.5), 1, targets.api_processes_max))
+    worker = int(clamp(round(cpu_available * 0.25), 1, targets.worker_processes_max))
     return Counts(
-        api_workers=int(overrides.get("api_workers", api_workers)),
-        api_worker_connections=int(overrides.get("api_worker_connections", targets.api_worker_connections)),
-        celery_workers=int(overrides.get("celery_workers", celery)),
-        celery_autoscale=targets.celery_autoscale,
+        api_processes=int(overrides.get("api_workers", api)),
+        api_greenlets=int(overrides.get("api_worker_connections", targets.api_greenlets)),
+        worker_processes=worker,
+        worker_greenlets=int(overrides.get("celery_workers", targets.worker_greenlets)),
     )
 
 
-def minimal_counts(counts: Counts) -> Counts:
-    """The smallest counts that still run Dify: the fallback before refusing a host."""
-    return Counts(api_workers=1, api_worker_connections=min(10, counts.api_worker_connections), celery_workers=1,
-                  celery_autoscale=False)
+def smaller_counts(counts: Counts) -> Optional[Counts]:
+    """One step down when the floors do not fit: fewer processes first (greenlets are cheap),
+    then the smallest greenlet counts that still run Dify; None at the bottom."""
+    if counts.api_processes > 1 or counts.worker_processes > 1:
+        return replace(counts, api_processes=max(1, counts.api_processes - 1),
+                       worker_processes=max(1, counts.worker_processes - 1))
+    smallest = Counts(1, min(10, counts.api_greenlets), 1, min(4, counts.worker_greenlets))
+    return smallest if smallest != counts else None
 
 
 def service_floor_mb(service: str, counts: Counts) -> int:
-    """Memory a service needs at the given process counts."""
+    """Memory a service needs at the given counts (the worker's is per process)."""
     floor = SERVICE_SPECS[service].floor_mb
     if service == "api":
-        return floor + API_WORKER_MB * counts.api_workers
+        return floor + counts.api_processes * (API_PROCESS_MB + counts.api_greenlets * API_GREENLET_MB)
     if service == "worker":
-        return floor + CELERY_CHILD_MB * counts.celery_workers
+        return CELERY_PROCESS_MB + counts.worker_greenlets * CELERY_GREENLET_MB
     return floor
+
+
+def replicas(service: str, counts: Counts) -> int:
+    """Containers of a service: the worker runs one gevent process per container."""
+    return counts.worker_processes if service == "worker" else 1
 
 
 def _fixed_memory(host: HostInput, services: Tuple[str, ...], problems: List[str]) -> Dict[str, int]:
@@ -117,34 +129,51 @@ def _fixed_memory(host: HostInput, services: Tuple[str, ...], problems: List[str
     return fixed
 
 
-def allocate_memory(host: HostInput, services: Tuple[str, ...], counts: Counts, usable: int,
+def _cap_mb(service: str, counts: Counts, floor: int) -> Optional[int]:
+    """The most a service's containers gain from, in all (None: no bound)."""
+    if service == "api":
+        return max(floor, SERVICE_SPECS["api"].floor_mb + counts.api_processes * API_PROCESS_CAP_MB)
+    if service == "worker":
+        return max(floor, CELERY_PROCESS_CAP_MB)
+    cap = SERVICE_SPECS[service].cap_mb
+    return max(cap, floor) if cap else None
+
+
+def allocate_memory(services: Tuple[str, ...], counts: Counts, usable: int,
                     fixed: Mapping[str, int]) -> Tuple[Optional[Dict[str, int]], Dict[str, int]]:
-    """Memory limits per service, or None when the floors do not fit; also returns the floors."""
+    """Memory limits per container, or None when the floors do not fit; also returns the floors.
+    Floors, caps and fixed limits are per container; the budget is shared over every container."""
     floors = {s: service_floor_mb(s, counts) for s in services}
-    free = {s: floors[s] for s in services if s not in fixed}
-    budget = usable - sum(fixed.values())
+    count = {s: replicas(s, counts) for s in services}
+    free = {s: floors[s] * count[s] for s in services if s not in fixed}
+    budget = usable - sum(fixed[s] * count[s] for s in fixed)
     if sum(free.values()) > budget:
         return None, floors
-    caps = {s: (max(SERVICE_SPECS[s].cap_mb, floors[s]) if SERVICE_SPECS[s].cap_mb else None) for s in free}
+    caps = {}
+    for service in free:
+        cap = _cap_mb(service, counts, floors[service])
+        caps[service] = cap * count[service] if cap else None
     shares = water_fill(budget, free, {s: SERVICE_SPECS[s].weight for s in free}, caps)
-    limits = {s: int(v) for s, v in shares.items()}
+    limits = {s: int(v // count[s]) for s, v in shares.items()}
     limits.update(fixed)
     return limits, floors
 
 
-def allocate_cpu(host: HostInput, services: Tuple[str, ...], available: float) -> Dict[str, Tuple[float, float]]:
-    """(limit, reservation) per service. Reservations fit within the available CPUs; limits may
-    overlap (a limit is a ceiling), each at most the available CPUs."""
-    floors = {s: SERVICE_SPECS[s].cpu_floor for s in services}
-    scale = min(1.0, available / sum(floors.values()))
-    total_weight = sum(SERVICE_SPECS[s].cpu_weight for s in services)
+def allocate_cpu(host: HostInput, services: Tuple[str, ...], available: float) -> Dict[str, Dict[str, Any]]:
+    """CPU per container: shares from the service's weight, and a hard quota only for services
+    that cannot use more than their cap (or that the operator capped). ``cpus`` is the most the
+    container can use: its quota, or every CPU left after the OS reserve."""
     planned = {}
     for service in services:
+        spec = SERVICE_SPECS[service]
         override = host.service_overrides.get(service, {})
-        share = available * SERVICE_SPECS[service].cpu_weight / total_weight
-        limit = float(override.get("cpus", min(available, max(2 * share, floors[service], 0.1))))
-        reservation = min(limit, floors[service] * scale)
-        planned[service] = (round_cpus(limit), round_cpus(reservation))
+        cap = float(override["cpus"]) if "cpus" in override else spec.cpu_cap
+        quota = cap is not None and cap < available
+        planned[service] = {
+            "cpus": round_cpus(min(cap, available)) if quota else available,
+            "cpu_quota": quota,
+            "cpu_shares": max(2, int(round(1024 * spec.cpu_weight))),
+        }
     return planned
 
 
@@ -201,14 +230,11 @@ def plan_host(host: HostInput, vector_store: str, problems: List[str]) -> Option
     if len(problems) > before:
         return None
 
-    counts = target_counts(PROFILE_TARGETS[profile], cpu_available, host.setting_overrides)
-    limits, floors = allocate_memory(host, services, counts, usable, fixed)
-    if limits is None and not host.setting_overrides:
-        counts = minimal_counts(counts)
-        limits, floors = allocate_memory(host, services, counts, usable, fixed)
+    counts, limits, floors = _fit_counts(host, services, PROFILE_TARGETS[profile], cpu_available, usable, fixed)
     if limits is None:
-        need = sum(floors[s] for s in services if s not in fixed) + sum(fixed.values())
-        detail = ", ".join("%s %s" % (s, human_mb(fixed.get(s, floors[s]))) for s in services)
+        count = {s: replicas(s, counts) for s in services}
+        need = sum(fixed.get(s, floors[s]) * count[s] for s in services)
+        detail = ", ".join("%s %s" % (s, human_mb(fixed.get(s, floors[s]) * count[s])) for s in services)
         problems.append("host '%s': components %s need %s of memory (%s) but only %s is usable after the %s OS "
                         "reserve; give the host more memory or move components to other hosts"
                         % (host.name, ", ".join(host.components), human_mb(need), detail, human_mb(usable),
@@ -225,14 +251,13 @@ def plan_host(host: HostInput, vector_store: str, problems: List[str]) -> Option
     planned_services = {}
     for service in services:
         memory = limits[service]
-        planned_services[service] = {
-            "cpus": cpus[service][0],
-            "cpus_reserved": cpus[service][1],
-            "memory_mb": memory,
-            "memory_reserved_mb": min(memory, floors[service]),
-            "memswap_mb": memory if service in DATA_SERVICES else None,
-        }
-    counts = _bound_counts_by_memory(counts, limits)
+        planned_services[service] = dict(
+            cpus[service],
+            replicas=replicas(service, counts),
+            memory_mb=memory,
+            memory_reserved_mb=min(memory, floors[service]),
+            memswap_mb=memory if service in DATA_SERVICES else None,
+        )
     targets = PROFILE_TARGETS[profile]
     plan: Dict[str, Any] = {
         "name": host.name,
@@ -248,7 +273,7 @@ def plan_host(host: HostInput, vector_store: str, problems: List[str]) -> Option
             "memory_mb": host.memory_mb,
             "os_reserve_mb": reserve_mb,
             "usable_mb": usable,
-            "allocated_mb": sum(limits.values()),
+            "allocated_mb": sum(p["memory_mb"] * p["replicas"] for p in planned_services.values()),
         },
         "services": planned_services,
         "settings": service_settings(services, counts, targets, planned_services, host),
@@ -257,26 +282,48 @@ def plan_host(host: HostInput, vector_store: str, problems: List[str]) -> Option
     return plan
 
 
-def _bound_counts_by_memory(counts: Counts, limits: Mapping[str, int]) -> Counts:
-    """Process counts never exceed what the memory limits can hold."""
-    api_workers, celery = counts.api_workers, counts.celery_workers
-    if "api" in limits:
-        api_workers = max(1, min(api_workers, (limits["api"] - SERVICE_SPECS["api"].floor_mb) // API_WORKER_MB))
-    if "worker" in limits:
-        celery = max(1, min(celery, (limits["worker"] - SERVICE_SPECS["worker"].floor_mb) // CELERY_CHILD_MB))
-    return Counts(api_workers, counts.api_worker_connections, celery, counts.celery_autoscale and celery >= 4)
+COUNT_OVERRIDES = {"api_workers": "api_processes", "api_worker_connections": "api_greenlets",
+                   "celery_workers": "worker_greenlets"}
 
 
-def api_pool(connections: int) -> Tuple[int, int]:
-    """SQLAlchemy pool (size, overflow) of one gevent api worker."""
-    size = int(clamp(connections // 2, 5, 30))
-    return size, max(2, size // 3)
+def _fit_counts(host: HostInput, services: Tuple[str, ...], targets: ProfileTargets, cpu_available: float,
+                usable: int, fixed: Mapping[str, int]) -> Tuple[Counts, Optional[Dict[str, int]], Dict[str, int]]:
+    """The largest counts, from the profile's targets down, whose floors fit in the usable memory;
+    counts the operator set are kept as set."""
+    counts: Optional[Counts] = target_counts(targets, cpu_available, host.setting_overrides)
+    kept = {COUNT_OVERRIDES[k]: int(v) for k, v in host.setting_overrides.items() if k in COUNT_OVERRIDES}
+    last = counts
+    while counts is not None:
+        limits, floors = allocate_memory(services, counts, usable, fixed)
+        if limits is not None:
+            return counts, limits, floors
+        last = counts
+        smaller = smaller_counts(counts)
+        counts = replace(smaller, **kept) if smaller is not None else None
+        if counts == last:
+            break
+    return last, None, {s: service_floor_mb(s, last) for s in services}
 
 
-# Each Celery child runs one task at a time; a small pool covers the task and its helpers.
-CELERY_POOL = (3, 2)
-# Connections the plugin daemon (Go, its own pool) holds on its database.
-PLUGIN_DAEMON_DB_CONNECTIONS = 20
+def api_pool(greenlets: int) -> Tuple[int, int]:
+    """SQLAlchemy pool (size, overflow) of one gevent api process: every greenlet may hold a
+    connection for its whole request, so the pool is at least the greenlets, and a little
+    overflow covers the process's own background work."""
+    return greenlets, max(2, greenlets // 10)
+
+
+def worker_pool(greenlets: int) -> Tuple[int, int]:
+    """SQLAlchemy pool (size, overflow) of one gevent Celery process: one per greenlet."""
+    return greenlets, max(2, greenlets // 10)
+
+
+# worker_beat only schedules: one connection and a spare are all it opens.
+BEAT_POOL = (1, 1)
+# Connections the plugin daemon (Go, its own pool: DB_MAX_OPEN_CONNS) may open on its database.
+PLUGIN_DAEMON_DB_CONNECTIONS = {"edge": 10, "small": 20, "standard": 20, "large": 30}
+# Short API requests turn a greenlet around in about 100 ms: the stack's request capacity per
+# greenlet, from which the gateway's per-client rate limit is sized.
+REQUESTS_PER_GREENLET_S = 10
 
 
 def service_settings(services: Tuple[str, ...], counts: Counts, targets: ProfileTargets,
@@ -284,31 +331,34 @@ def service_settings(services: Tuple[str, ...], counts: Counts, targets: Profile
     """Derived settings of the services on the host (fleet-wide ones are added later)."""
     settings: Dict[str, Any] = {}
     if "api" in services:
-        size, overflow = api_pool(counts.api_worker_connections)
+        size, overflow = api_pool(counts.api_greenlets)
         settings["api"] = {
-            "server_worker_amount": counts.api_workers,
-            "server_worker_connections": counts.api_worker_connections,
+            "server_worker_amount": counts.api_processes,
+            "server_worker_class": "gevent",
+            "server_worker_connections": counts.api_greenlets,
             "gunicorn_timeout": 360,
             "sqlalchemy_pool_size": size,
             "sqlalchemy_max_overflow": overflow,
-            "db_connections": counts.api_workers * (size + overflow),
+            "db_connections": counts.api_processes * (size + overflow),
         }
     if "worker" in services:
-        worker = {
-            "celery_worker_amount": counts.celery_workers,
-            "celery_auto_scale": counts.celery_autoscale,
-            "sqlalchemy_pool_size": CELERY_POOL[0],
-            "sqlalchemy_max_overflow": CELERY_POOL[1],
+        size, overflow = worker_pool(counts.worker_greenlets)
+        processes = counts.worker_processes
+        settings["worker"] = {
+            "celery_worker_class": CELERY_POOL_CLASS,
+            "celery_worker_amount": counts.worker_greenlets,
+            "processes": processes,
+            "celery_auto_scale": False,
+            "sqlalchemy_pool_size": size,
+            "sqlalchemy_max_overflow": overflow,
+            "db_connections": processes * (size + overflow),
         }
-        if counts.celery_autoscale:
-            worker["celery_max_workers"] = counts.celery_workers
-            worker["celery_min_workers"] = max(1, int(math.ceil(counts.celery_workers / 4.0)))
-        # Children, plus the worker_beat process where it runs, on the same pool settings.
-        processes = counts.celery_workers + (1 if "worker_beat" in services else 0)
-        worker["db_connections"] = processes * sum(CELERY_POOL)
-        settings["worker"] = worker
+    if "worker_beat" in services:
+        settings["worker_beat"] = {"sqlalchemy_pool_size": BEAT_POOL[0], "sqlalchemy_max_overflow": BEAT_POOL[1],
+                                   "db_connections": sum(BEAT_POOL)}
     if "plugin_daemon" in services:
-        settings["plugin_daemon"] = {"db_connections": PLUGIN_DAEMON_DB_CONNECTIONS,
+        profile = host.profile if host.profile != "auto" else auto_profile(host.vcpus, host.memory_mb)
+        settings["plugin_daemon"] = {"db_connections": PLUGIN_DAEMON_DB_CONNECTIONS[profile],
                                      "gomaxprocs": max(1, int(planned["plugin_daemon"]["cpus"]))}
     if "redis" in services:
         settings["redis"] = redis_settings(planned["redis"]["memory_mb"])
@@ -331,11 +381,13 @@ def redis_settings(limit_mb: int) -> Dict[str, Any]:
 
 
 def nginx_settings(cpus: float, targets: ProfileTargets, overrides: Mapping[str, int]) -> Dict[str, Any]:
-    """Gateway settings: workers from its CPU limit, body size above every Dify upload limit."""
-    rps = int(overrides.get("rate_limit_rps", targets.rate_limit_rps))
+    """Gateway settings: workers from the CPUs it may use, body size above every Dify upload
+    limit. The rate limit is completed by the fleet (sized from every app host's capacity)
+    unless the operator set one."""
     connections = int(overrides.get("nginx_worker_connections", targets.nginx_worker_connections))
+    rps = overrides.get("rate_limit_rps")
     return {
-        "worker_processes": max(1, int(math.ceil(cpus))),
+        "worker_processes": int(clamp(math.ceil(cpus), 1, 32)),
         "worker_connections": connections,
         # A proxied connection holds two descriptors: the client's and the upstream's.
         "worker_rlimit_nofile": connections * 2,
@@ -349,11 +401,19 @@ def nginx_settings(cpus: float, targets: ProfileTargets, overrides: Mapping[str,
         "gzip_types": ["text/plain", "text/css", "text/xml", "application/javascript", "application/json",
                        "application/xml", "application/rss+xml", "image/svg+xml"],
         "proxy_read_timeout_s": 3600,
-        "rate_limit_rps": rps,
-        "rate_limit_burst": rps * 2,
+        "rate_limit_rps": None if rps is None else int(rps),
+        "rate_limit_burst": None if rps is None else int(rps) * 2,
+        "rate_limit_source": "plan capacity" if rps is None else "override",
         "rate_limit_status": 429,
         "keepalive_connections": 32,
     }
+
+
+def gateway_rate_limit(api_greenlets: int) -> Tuple[int, int]:
+    """Per-client rate and burst from the request capacity of every api greenlet in the fleet:
+    a client can never be refused while the stack could still serve it."""
+    rps = max(20, api_greenlets * REQUESTS_PER_GREENLET_S)
+    return rps, rps * 2
 
 
 def vector_store_settings(store: str, planned: Mapping[str, Any]) -> Dict[str, Any]:
@@ -394,12 +454,12 @@ def host_tuning(host: HostInput, services: Tuple[str, ...], targets: ProfileTarg
         if small else {"policy": "off"},
         "sysctl": sysctl,
         "transparent_hugepage": "madvise" if data else "unchanged",
-        # The slice holds every container of the stack: the same CPUs and memory the services were
-        # sized from, so the stack as a whole can never take the OS reserve. MemoryHigh starts
-        # reclaim a little before the hard limit.
+        # The slice holds every container of the stack: the memory the services were sized from,
+        # so the stack as a whole can never take the OS reserve; MemoryHigh starts reclaim a
+        # little before the hard limit. CPU is shared by weight, not capped: a quota would idle
+        # cores the OS does not use, and the weight still keeps the OS its share under contention.
         "slice": {
             "name": SLICE_NAME,
-            "cpu_quota_percent": int(round(cpu_available * 100)),
             "cpu_weight": SLICE_CPU_WEIGHT,
             "memory_high_mb": int(usable_mb * 0.95),
             "memory_max_mb": usable_mb,

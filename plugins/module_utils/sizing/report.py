@@ -20,13 +20,13 @@ def key_settings(service: str, settings: Mapping[str, Any]) -> str:
     """The one-line summary of a service's most important settings."""
     if service == "api" and "api" in settings:
         s = settings["api"]
-        return "%d gevent workers x %d connections; pool %d+%d" % (
+        return "%d gevent processes x %d greenlets; pool %d+%d" % (
             s["server_worker_amount"], s["server_worker_connections"], s["sqlalchemy_pool_size"], s["sqlalchemy_max_overflow"])
     if service == "worker" and "worker" in settings:
         s = settings["worker"]
-        if s["celery_auto_scale"]:
-            return "Celery autoscale %d-%d" % (s["celery_min_workers"], s["celery_max_workers"])
-        return "Celery concurrency %d" % s["celery_worker_amount"]
+        return "%d %s processes x %d greenlets; pool %d+%d" % (
+            s["processes"], s["celery_worker_class"], s["celery_worker_amount"], s["sqlalchemy_pool_size"],
+            s["sqlalchemy_max_overflow"])
     if service == "db_postgres" and "postgres" in settings:
         s = settings["postgres"]["server"]
         return "shared_buffers %s, work_mem %s, max_connections %d" % (s["shared_buffers"], s["work_mem"], s["max_connections"])
@@ -62,13 +62,15 @@ def host_markdown(plan: Mapping[str, Any], fleet: Mapping[str, Any]) -> str:
         % (plan["profile"], ", ".join(plan["components"]), r["vcpus"], r["cpu_reserve"], human_mb(r["memory_mb"]),
            human_mb(r["os_reserve_mb"]), human_mb(r["allocated_mb"]), human_mb(r["usable_mb"])),
         "",
-        "| service | CPU limit | CPU reserved | memory limit | memory reserved | swap | key settings |",
+        "| service | CPU quota | CPU shares | memory limit | memory reserved | swap | key settings |",
         "| --- | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for name, svc in plan["services"].items():
         swap = "never" if svc["memswap_mb"] is not None else "allowed"
-        lines.append("| %s | %.2f | %.2f | %s | %s | %s | %s |" % (
-            name, svc["cpus"], svc["cpus_reserved"], human_mb(svc["memory_mb"]), human_mb(svc["memory_reserved_mb"]),
+        quota = "%.2f" % svc["cpus"] if svc["cpu_quota"] else "none"
+        each = " each x %d" % svc["replicas"] if svc["replicas"] > 1 else ""
+        lines.append("| %s | %s | %d | %s%s | %s | %s | %s |" % (
+            name, quota, svc["cpu_shares"], human_mb(svc["memory_mb"]), each, human_mb(svc["memory_reserved_mb"]),
             swap, key_settings(name, plan["settings"])))
     tuning = plan["host_tuning"]
     swap = tuning["swap"]
@@ -77,8 +79,8 @@ def host_markdown(plan: Mapping[str, Any], fleet: Mapping[str, Any]) -> str:
         "Host: swap %s; transparent huge pages %s; sysctl %s." % (
             "off" if swap["policy"] == "off" else "swapfile of %s (swappiness %d)" % (human_mb(swap["size_mb"]), swap["swappiness"]),
             tuning["transparent_hugepage"], ", ".join("%s=%s" % kv for kv in sorted(tuning["sysctl"].items()))),
-        "Slice `%s`: CPUQuota %d%%, CPUWeight %d, MemoryHigh %s, MemoryMax %s; Docker logs %d × %d MB." % (
-            tuning["slice"]["name"], tuning["slice"]["cpu_quota_percent"], tuning["slice"]["cpu_weight"],
+        "Slice `%s`: no CPUQuota, CPUWeight %d, MemoryHigh %s, MemoryMax %s; Docker logs %d × %d MB." % (
+            tuning["slice"]["name"], tuning["slice"]["cpu_weight"],
             human_mb(tuning["slice"]["memory_high_mb"]), human_mb(tuning["slice"]["memory_max_mb"]),
             tuning["docker"]["log_max_files"], tuning["docker"]["log_max_size_mb"]),
     ]
@@ -94,7 +96,7 @@ def memory_svg(plan: Mapping[str, Any], width: int = 720) -> str:
     total = float(r["memory_mb"])
     segments = [("OS reserve", r["os_reserve_mb"], RESERVE_COLOUR)]
     for i, (name, svc) in enumerate(plan["services"].items()):
-        segments.append((name, svc["memory_mb"], PALETTE[i % len(PALETTE)]))
+        segments.append((name, svc["memory_mb"] * svc["replicas"], PALETTE[i % len(PALETTE)]))
     segments.append(("unallocated", max(0, r["usable_mb"] - r["allocated_mb"]), FREE_COLOUR))
     bar_y, bar_h, legend_y = 40, 36, 96
     rows = (len(segments) + 2) // 3

@@ -147,11 +147,17 @@ def project_services(plan: Mapping[str, Any], host: str) -> List[str]:
 
 
 def resources(planned: Mapping[str, Any]) -> Dict[str, Any]:
-    """deploy.resources and memswap_limit from a service's plan."""
-    spec: Dict[str, Any] = {"deploy": {"resources": {
-        "limits": {"cpus": "%g" % planned["cpus"], "memory": "%dM" % planned["memory_mb"]},
-        "reservations": {"cpus": "%g" % planned["cpus_reserved"], "memory": "%dM" % planned["memory_reserved_mb"]},
-    }}}
+    """CPU shares, deploy (replicas, resources) and memswap_limit from a service's plan. Memory
+    is a hard limit; CPU is shared by weight, with a quota only where the plan sets one (Compose's
+    CPU reservations do nothing outside Swarm, so none is written)."""
+    limits = {"memory": "%dM" % planned["memory_mb"]}
+    if planned["cpu_quota"]:
+        limits["cpus"] = "%g" % planned["cpus"]
+    deploy: Dict[str, Any] = {"resources": {"limits": limits,
+                                            "reservations": {"memory": "%dM" % planned["memory_reserved_mb"]}}}
+    if planned["replicas"] > 1:
+        deploy["replicas"] = planned["replicas"]
+    spec: Dict[str, Any] = {"cpu_shares": planned["cpu_shares"], "deploy": deploy}
     if planned.get("memswap_mb"):
         spec["memswap_limit"] = "%dM" % planned["memswap_mb"]
     return spec
@@ -289,6 +295,7 @@ def app_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str], 
     inner_key = {"INNER_API_KEY_FOR_PLUGIN": secret("PLUGIN_DIFY_INNER_API_KEY")}
     api_env = dict(shared, **inner_key, MODE="api", MIGRATION_ENABLED="true" if plan["fleet"]["migration_host"] == host else "false",
                    SERVER_WORKER_AMOUNT=str(settings["api"]["server_worker_amount"]),
+                   SERVER_WORKER_CLASS=settings["api"]["server_worker_class"],
                    SERVER_WORKER_CONNECTIONS=str(settings["api"]["server_worker_connections"]),
                    GUNICORN_TIMEOUT=str(settings["api"]["gunicorn_timeout"]),
                    SQLALCHEMY_POOL_SIZE=str(settings["api"]["sqlalchemy_pool_size"]),
@@ -298,17 +305,19 @@ def app_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str], 
                           **_healthcheck(["CMD", "curl", "-fsS", "http://localhost:%d/health" % PORTS["api"]], "120s"),
                           **_depends(services, waits))
     worker = settings["worker"]
-    worker_env = dict(shared, **inner_key, MODE="worker", CELERY_WORKER_AMOUNT=str(worker["celery_worker_amount"]),
+    # One gevent process per container: its greenlets share the pool, replicas use more cores.
+    worker_env = dict(shared, **inner_key, MODE="worker", CELERY_WORKER_CLASS=worker["celery_worker_class"],
+                      CELERY_WORKER_AMOUNT=str(worker["celery_worker_amount"]),
                       CELERY_AUTO_SCALE="true" if worker["celery_auto_scale"] else "false",
                       SQLALCHEMY_POOL_SIZE=str(worker["sqlalchemy_pool_size"]),
                       SQLALCHEMY_MAX_OVERFLOW=str(worker["sqlalchemy_max_overflow"]))
-    if worker["celery_auto_scale"]:
-        worker_env.update(CELERY_MAX_WORKERS=str(worker["celery_max_workers"]),
-                          CELERY_MIN_WORKERS=str(worker["celery_min_workers"]))
     out["worker"] = _service(images["worker"], worker_env, planned["worker"], volumes=storage_volume,
                              networks=networks, **_depends(services, waits))
     if "worker_beat" in services:
-        out["worker_beat"] = _service(images["worker_beat"], dict(shared, MODE="beat"), planned["worker_beat"],
+        beat = settings["worker_beat"]
+        beat_env = dict(shared, MODE="beat", SQLALCHEMY_POOL_SIZE=str(beat["sqlalchemy_pool_size"]),
+                        SQLALCHEMY_MAX_OVERFLOW=str(beat["sqlalchemy_max_overflow"]))
+        out["worker_beat"] = _service(images["worker_beat"], beat_env, planned["worker_beat"],
                                       networks=networks, **_depends(services, waits))
     out["web"] = _service(images["web"], {"CONSOLE_API_URL": "", "APP_API_URL": "", "NEXT_TELEMETRY_DISABLED": "1",
                                           "TEXT_GENERATION_TIMEOUT_MS": "60000"},

@@ -7,7 +7,7 @@ import math
 
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.catalog import DIFY_UPLOAD_LIMITS_MB
+from ansible_collections.difyops.dify.plugins.module_utils.sizing.catalog import DIFY_MIN_MEMORY_MB, DIFY_UPLOAD_LIMITS_MB
 from ansible_collections.difyops.dify.plugins.module_utils.sizing.errors import PlanError
 from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
 from ansible_collections.difyops.dify.plugins.module_utils.sizing.host import os_reserve_mb, service_floor_mb, Counts
@@ -71,9 +71,12 @@ def fleet(draw):
     return hosts, {"object_storage": True, "vector_store": draw(st.sampled_from(["auto", "weaviate", "qdrant", "pgvector"]))}
 
 
+REQUEST_PATH = ("nginx", "api", "web", "sandbox", "plugin_daemon", "db_postgres", "pgvector", "weaviate", "qdrant")
+
+
 def minimum_floors(host_plan_services):
     """Floors at the smallest process counts: what the plan must at least give."""
-    counts = Counts(api_workers=1, api_worker_connections=10, celery_workers=1, celery_autoscale=False)
+    counts = Counts(api_processes=1, api_greenlets=10, worker_processes=1, worker_greenlets=4)
     return {s: service_floor_mb(s, counts) for s in host_plan_services}
 
 
@@ -82,19 +85,33 @@ def check_host(plan, raw):
     services = plan["services"]
     usable = raw["memory_mb"] - os_reserve_mb(raw["memory_mb"])
     assert resources["usable_mb"] == usable
-    # The sum of memory limits never exceeds host memory minus the OS reserve.
-    assert sum(s["memory_mb"] for s in services.values()) <= usable
-    assert sum(s["memory_reserved_mb"] for s in services.values()) <= usable
+    # The sum of memory limits (every replica) never exceeds host memory minus the OS reserve.
+    assert sum(s["memory_mb"] * s["replicas"] for s in services.values()) <= usable
+    assert sum(s["memory_reserved_mb"] * s["replicas"] for s in services.values()) <= usable
     # Every service gets at least its floor.
     for name, floor in minimum_floors(services).items():
         assert services[name]["memory_mb"] >= floor, name
         assert services[name]["memory_reserved_mb"] <= services[name]["memory_mb"]
         assert 0 < services[name]["cpus"] <= resources["cpu_available"]
-    assert sum(s["cpus_reserved"] for s in services.values()) <= resources["cpu_available"] + 1e-6
+        assert services[name]["cpu_shares"] >= 2
+    # The request path is never given a CPU quota: it shares the CPUs by weight.
+    for name in REQUEST_PATH:
+        if name in services:
+            assert not services[name]["cpu_quota"], name
+            assert services[name]["cpus"] == resources["cpu_available"], name
     for name in ("db_postgres", "redis", "weaviate", "qdrant", "pgvector"):
         if name in services:
             assert services[name]["memswap_mb"] == services[name]["memory_mb"]
     settings = plan["settings"]
+    # Every gevent process has a connection for each greenlet that may hold one.
+    if "api" in settings:
+        api = settings["api"]
+        assert api["sqlalchemy_pool_size"] + api["sqlalchemy_max_overflow"] >= api["server_worker_connections"]
+    if "worker" in settings:
+        worker = settings["worker"]
+        assert worker["celery_worker_class"] == "gevent"
+        assert worker["sqlalchemy_pool_size"] + worker["sqlalchemy_max_overflow"] >= worker["celery_worker_amount"]
+        assert services["worker"]["replicas"] == worker["processes"]
     if "nginx" in settings:
         assert settings["nginx"]["client_max_body_size_mb"] >= max(DIFY_UPLOAD_LIMITS_MB.values())
         assert "text/event-stream" not in settings["nginx"]["gzip_types"]
@@ -145,7 +162,7 @@ def test_plans_fit_or_are_refused(case):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(2, 192), st.integers(4 * GIB, 2 * 1024 * GIB))
+@given(st.integers(2, 192), st.integers(DIFY_MIN_MEMORY_MB, 2 * 1024 * GIB))
 def test_full_nodes_at_or_above_dify_minimum_are_planned(vcpus, memory_mb):
     plan = plan_fleet([{"name": "n", "vcpus": vcpus, "memory_mb": memory_mb,
                         "components": ["gateway", "app", "database", "redis", "vector_store"]}])

@@ -13,7 +13,7 @@ H100 = {"name": "NVIDIA H100 80GB HBM3", "memory_total_mib": 81559, "compute_cap
 
 
 def _sum_limits(plan):
-    return sum(s["memory_mb"] for s in plan["services"].values())
+    return sum(s["memory_mb"] * s["replicas"] for s in plan["services"].values())
 
 
 def test_poc_2_vcpu_8_gib_cpu_only():
@@ -34,7 +34,12 @@ def test_4_vcpu_8_gib_whole_stack_fits():
     assert _sum_limits(h) <= h["resources"]["usable_mb"]
     for service in h["services"].values():
         assert service["memory_reserved_mb"] <= service["memory_mb"]
-    assert h["settings"]["worker"]["celery_worker_amount"] == 2
+    # The small profile runs one gevent worker process with eight greenlets, each with a pooled
+    # connection, and two api processes (one per two of the 3.5 CPUs left) of 20 greenlets.
+    worker = h["settings"]["worker"]
+    assert (worker["processes"], worker["celery_worker_amount"], worker["celery_worker_class"]) == (1, 8, "gevent")
+    assert (h["settings"]["api"]["server_worker_amount"], h["settings"]["api"]["server_worker_connections"]) == (2, 20)
+    assert worker["sqlalchemy_pool_size"] + worker["sqlalchemy_max_overflow"] >= 8
     assert h["settings"]["redis"]["maxmemory_policy"] == "volatile-lru"
     assert h["settings"]["nginx"]["client_max_body_size_mb"] >= max(DIFY_UPLOAD_LIMITS_MB.values())
 

@@ -64,15 +64,27 @@ def test_limits_and_swap_come_from_the_plan():
     for name, spec in services.items():
         planned = plan["hosts"]["one"]["services"][name]
         limits = spec["deploy"]["resources"]["limits"]
-        assert limits == {"cpus": "%g" % planned["cpus"], "memory": "%dM" % planned["memory_mb"]}
+        quota = {"cpus": "%g" % planned["cpus"]} if planned["cpu_quota"] else {}
+        assert limits == dict(quota, memory="%dM" % planned["memory_mb"])
+        assert spec["cpu_shares"] == planned["cpu_shares"]
+        # Compose's CPU reservations do nothing outside Swarm: none is written.
+        assert "cpus" not in spec["deploy"]["resources"]["reservations"]
+        assert spec["deploy"].get("replicas", 1) == planned["replicas"]
         if name in ("db_postgres", "redis", "weaviate"):
             assert spec["memswap_limit"] == "%dM" % planned["memory_mb"]
         else:
             assert "memswap_limit" not in spec
-    total = sum(int(s["deploy"]["resources"]["limits"]["memory"][:-1]) for s in services.values())
+    total = sum(int(s["deploy"]["resources"]["limits"]["memory"][:-1]) * s["deploy"].get("replicas", 1)
+                for s in services.values())
     assert total <= plan["hosts"]["one"]["resources"]["usable_mb"]
     worker = services["worker"]["environment"]
     assert worker["CELERY_WORKER_AMOUNT"] == str(plan["hosts"]["one"]["settings"]["worker"]["celery_worker_amount"])
+    # Dify's entrypoint runs "-P ${CELERY_WORKER_CLASS:-gevent}": the plan's model is said, not assumed.
+    assert worker["CELERY_WORKER_CLASS"] == "gevent"
+    assert services["api"]["environment"]["SERVER_WORKER_CLASS"] == "gevent"
+    for name in ("nginx", "api", "web", "sandbox", "plugin_daemon", "db_postgres"):
+        if name in services:
+            assert "cpus" not in services[name]["deploy"]["resources"]["limits"], name
     assert "--maxmemory %dmb" % plan["hosts"]["one"]["settings"]["redis"]["maxmemory_mb"] in services["redis"]["command"][2]
     assert "REDIS_PASSWORD" not in services["redis"]["command"][2]
 
