@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from typing import Any, Dict, List, Mapping
 
 from ansible.errors import AnsibleFilterError
@@ -81,6 +82,18 @@ def plan_reports(plan: Mapping[str, Any]) -> Dict[str, str]:
     return reports(plan)
 
 
+def plan_report_files(plan: Mapping[str, Any], directory: str) -> List[Dict[str, str]]:
+    """plan.json and every report as difyops.dify.file_set entries under ``directory``: a fleet's
+    reports are written in one module call, not one task per file."""
+    if not isinstance(directory, str) or not directory.startswith("/"):
+        raise AnsibleFilterError("plan_report_files: the directory must be an absolute path, got %r" % (directory,))
+    root = directory.rstrip("/") or "/"
+    files = [{"path": "%s/plan.json" % root, "content": json.dumps(plan, indent=4, sort_keys=True) + "\n", "mode": "0644"}]
+    files.extend({"path": "%s/%s" % (root, name), "content": content, "mode": "0644"}
+                 for name, content in sorted(reports(plan).items()))
+    return files
+
+
 def plan_summary(plan: Mapping[str, Any]) -> List[str]:
     """One line per host and one for the fleet."""
     return fleet_summary(plan)
@@ -94,5 +107,6 @@ class FilterModule:
             "plan_inputs": plan_inputs,
             "stack_plan": stack_plan,
             "plan_reports": plan_reports,
+            "plan_report_files": plan_report_files,
             "plan_summary": plan_summary,
         }
