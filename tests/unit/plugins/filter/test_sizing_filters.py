@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ansible.errors import AnsibleFilterError
@@ -66,3 +68,20 @@ def test_plan_inputs_takes_gpus_and_disk_kind_from_the_fact_modules():
     assert a1["gpus"][0]["name"] == "NVIDIA L4"
     facts["disks"] = {"paths": {"/": {"kind": "unknown"}}}
     assert FILTERS["plan_inputs"](GROUPS, hostvars)[0]["disk_kind"] == "ssd"
+
+
+def test_plan_report_files_are_one_file_set_call():
+    filters = FilterModule().filters()
+    hosts = [{"name": "gw", "vcpus": 2, "memory_mb": 4096, "components": ["gateway"], "address": "10.0.0.1"},
+             {"name": "app", "vcpus": 4, "memory_mb": 16384, "components": ["app"], "address": "10.0.0.2"},
+             {"name": "data", "vcpus": 4, "memory_mb": 16384, "components": ["database", "redis", "vector_store"],
+              "address": "10.0.0.3"}]
+    plan = filters["stack_plan"](hosts)
+    files = filters["plan_report_files"](plan, "/srv/plan/")
+    assert [f["path"] for f in files] == ["/srv/plan/plan.json"] + ["/srv/plan/%s" % n for n in sorted(
+        ["app.md", "app-memory.svg", "data.md", "data-memory.svg", "gw.md", "gw-memory.svg"])]
+    assert {f["mode"] for f in files} == {"0644"}
+    assert json.loads(files[0]["content"]) == plan
+    assert files[1]["content"] == filters["plan_reports"](plan)[files[1]["path"].rsplit("/", 1)[1]]
+    with pytest.raises(AnsibleFilterError, match="absolute path"):
+        filters["plan_report_files"](plan, "dify-plan")
