@@ -274,7 +274,7 @@ def checked_address(value: Any, host: str, in_fleet: bool, problems: List[str]) 
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
-        problems.append(refusal(host, variable, "an IP address, not a host name", value, fix))
+        problems.append(refusal(host, variable, "an IP address such as 10.0.0.11 or 2001:db8::11", value, fix))
         return None
     why = address_problem(address, in_fleet)
     if why:

@@ -145,6 +145,6 @@ def test_a_host_name_as_ansible_host_without_facts_is_refused_with_the_fix():
     hostvars = dict(HOSTVARS, d1=dict(HOSTVARS["d1"], ansible_facts={"processor_vcpus": 8, "memtotal_mb": 32000}))
     with pytest.raises(AnsibleFilterError) as exc:
         FILTERS["stack_plan"](FILTERS["plan_inputs"](GROUPS, hostvars))
-    assert "host 'd1': dify_address (or ansible_host) must be an IP address, not a host name, got 'db.example'" \
+    assert "host 'd1': dify_address (or ansible_host) must be an IP address such as 10.0.0.11 or 2001:db8::11, got 'db.example'" \
         in str(exc.value)
     assert "set dify_address" in str(exc.value)

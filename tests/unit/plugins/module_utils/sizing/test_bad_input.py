@@ -213,7 +213,7 @@ CASES = [
     ("address-shared-v6-spelled-twice", fleet(app1={"address": "2001:db8::11"}, app2={"address": "2001:DB8:0::11"}),
      {"object_storage": S3}, ["host 'app2'", "got '2001:db8::11', which host 'app1' has too"]),
     ("address-host-name", fleet(app1={"address": "app-one.example"}), {"object_storage": S3},
-     ["host 'app1': dify_address (or ansible_host) must be an IP address, not a host name, got 'app-one.example'"]),
+     ["host 'app1': dify_address (or ansible_host) must be an IP address such as 10.0.0.11 or 2001:db8::11, got 'app-one.example'"]),
     ("address-missing-in-fleet", fleet(app1={"address": None}), {"object_storage": S3},
      ["host 'app1': dify_address (or ansible_host) must be an IP address in a fleet of several hosts, got nothing"]),
     ("address-number", fleet(app1={"address": 167772161}), {"object_storage": S3},

@@ -68,7 +68,7 @@ def test_address_that_is_not_an_ip():
     hosts = split()
     hosts[1]["address"] = "app-one.example"
     message = refusal(hosts, {"object_storage": True})
-    assert "host 'app1': dify_address (or ansible_host) must be an IP address, not a host name, got 'app-one.example'" in message
+    assert "host 'app1': dify_address (or ansible_host) must be an IP address such as 10.0.0.11 or 2001:db8::11, got 'app-one.example'" in message
 
 
 def test_impossible_memory_override():
