@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
 from .catalog import COMPONENTS, PROFILES, SERVICE_SPECS, VECTOR_STORES
-from .host import DISK_KINDS, OVERRIDABLE_SETTINGS
+from .host import OVERRIDABLE_SETTINGS
 
 # Bounds of a host: far above any machine sold today, low enough to catch a typo (a million vCPUs).
 MAX_VCPUS = 1024
