@@ -42,6 +42,12 @@ def _disk_kind(facts: Mapping[str, Any]) -> str:
     return kind if kind in DISK_KINDS else "ssd"
 
 
+def _given(value: Any, fallback: Any) -> Any:
+    """The variable when it is set (0 and false included, so that the plan can refuse them), else
+    the fallback from the facts."""
+    return fallback if value is None or value == "" else value
+
+
 def plan_inputs(groups: Mapping[str, List[str]], hostvars: Mapping[str, Any], group: str = "dify") -> List[Dict[str, Any]]:
     """Build the sizing engine's host list from the inventory's groups and the hosts' facts."""
     if group not in groups:
@@ -55,15 +61,16 @@ def plan_inputs(groups: Mapping[str, List[str]], hostvars: Mapping[str, Any], gr
         hosts.append({
             "name": name,
             "components": [c for c in COMPONENTS if name in groups.get("dify_%s" % c, [])],
-            "vcpus": hv.get("dify_vcpus") or facts.get("processor_vcpus"),
-            "memory_mb": hv.get("dify_memory_mb") or facts.get("memtotal_mb"),
+            "vcpus": _given(hv.get("dify_vcpus"), facts.get("processor_vcpus")),
+            "memory_mb": _given(hv.get("dify_memory_mb"), facts.get("memtotal_mb")),
             "architecture": facts.get("architecture") or "x86_64",
             "address": _address(hv),
             "disk_kind": hv.get("dify_disk_kind") or _disk_kind(facts),
             "gpus": hv.get("dify_gpus") or gpu_facts.get("devices") or [],
             "profile": hv.get("dify_profile"),
-            "worker_beat": bool(hv.get("dify_worker_beat")),
-            "overrides": hv.get("dify_sizing_overrides") or {},
+            # As given: the plan reads "false" from an INI inventory as false, and refuses "maybe".
+            "worker_beat": hv.get("dify_worker_beat"),
+            "overrides": hv.get("dify_sizing_overrides"),
             "open_files_limit": hv.get("dify_open_files_limit"),
         })
     return hosts

@@ -12,7 +12,8 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from .catalog import COMPONENTS, PROFILES, REQUIRED_COMPONENTS, SINGLE_HOST_COMPONENTS, VECTOR_STORES, auto_profile
+from . import validate
+from .catalog import PROFILES, REQUIRED_COMPONENTS, SINGLE_HOST_COMPONENTS, VECTOR_STORES, auto_profile, services_for
 from .errors import PlanError
 from .host import DISK_KINDS, HostInput, gateway_rate_limit, plan_host
 from .postgres import hot_table_settings, postgres_settings
@@ -24,64 +25,51 @@ POSTGRES_RESERVED_CONNECTIONS = 15
 PORTS = {"api": 5001, "web": 3000, "plugin_daemon": 5002, "db_postgres": 5432, "redis": 6379,
          "weaviate": 8080, "qdrant": 6333, "pgvector": 5433, "inference": 8000}
 # pgvector is published on 5433: a split fleet may run the host's PostgreSQL beside it on 5432.
-DEFAULT_OPTIONS = {"profile": "auto", "vector_store": "auto", "object_storage": False}
 
 
-def _int(value: Any, what: str, host: str, problems: List[str], minimum: int) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        problems.append("host '%s': %s must be an integer, got %r" % (host, what, value))
-        return minimum
-    if number < minimum:
-        problems.append("host '%s': %s must be at least %d, got %d" % (host, what, minimum, number))
-    return number
-
-
-def parse_host(raw: Mapping[str, Any], options: Mapping[str, Any], multi_host: bool, problems: List[str]) -> HostInput:
-    """Validate one host's input dict and turn it into a HostInput."""
-    name = str(raw.get("name") or "")
-    if not name:
-        problems.append("a host has no name: %r" % (dict(raw),))
-    components = tuple(raw.get("components") or ())
-    unknown = [c for c in components if c not in COMPONENTS]
-    if unknown:
-        problems.append("host '%s': unknown component(s) %s (known: %s)" % (name, ", ".join(unknown), ", ".join(COMPONENTS)))
-    disk_kind = str(raw.get("disk_kind") or "ssd")
-    if disk_kind not in DISK_KINDS:
-        problems.append("host '%s': disk_kind '%s' is not one of %s" % (name, disk_kind, ", ".join(DISK_KINDS)))
-        disk_kind = "ssd"
-    profile = str(raw.get("profile") or options.get("profile") or "auto")
-    if profile not in ("auto",) + PROFILES:
-        problems.append("host '%s': profile '%s' is not one of auto, %s" % (name, profile, ", ".join(PROFILES)))
-        profile = "auto"
-    address = raw.get("address")
-    if address is not None or multi_host:
-        try:
-            address = str(ipaddress.ip_address(str(address)))
-        except ValueError:
-            problems.append("host '%s': address %r is not an IP address; set ansible_host or dify_address to the "
-                            "host's IP so other hosts can reach it" % (name, address))
-    overrides = raw.get("overrides") or {}
+def parse_host(raw: Mapping[str, Any], options: Mapping[str, Any], multi_host: bool, problems: List[str],
+               index: int = 0) -> HostInput:
+    """Check one host's input dict (every problem goes to ``problems``) and turn it into a HostInput;
+    a refused value is replaced by a harmless one so the other checks still run."""
+    name = validate.checked_name(raw, index, problems)
+    validate.unknown_keys(raw, validate.HOST_KEYS, name, "the host input", "plan_inputs builds it from the inventory; "
+                          "name the keys as stack_plan documents them", problems)
+    variables = validate.VARIABLES
+    facts = "set %s to the host's %s, or gather the facts (playbooks/facts.yml)"
+    vcpus = validate.checked_int(raw.get("vcpus"), name, variables["vcpus"], 1, validate.MAX_VCPUS,
+                                 facts % (variables["vcpus"], "vCPU count"), problems)
+    memory_mb = validate.checked_int(raw.get("memory_mb"), name, variables["memory_mb"], validate.MIN_MEMORY_MB,
+                                     validate.MAX_MEMORY_MB, facts % (variables["memory_mb"], "memory in MiB"), problems)
     open_files = raw.get("open_files_limit")
+    if open_files not in (None, ""):
+        open_files = validate.checked_int(open_files, name, variables["open_files_limit"], validate.MIN_OPEN_FILES,
+                                          validate.MAX_OPEN_FILES, "unset it to have the facts playbook read PID "
+                                          "1's limit, or give that limit", problems)
+    services, settings = validate.checked_overrides(raw.get("overrides"), name, problems)
     return HostInput(
-        open_files_limit=None if open_files in (None, "") else _int(open_files, "open_files_limit", name, problems, 1024),
+        open_files_limit=open_files or None,
         name=name,
-        vcpus=_int(raw.get("vcpus"), "vcpus", name, problems, 1),
-        memory_mb=_int(raw.get("memory_mb"), "memory_mb", name, problems, 256),
-        components=tuple(c for c in COMPONENTS if c in components),
-        architecture=str(raw.get("architecture") or "x86_64"),
-        address=address,
-        disk_kind=disk_kind,
-        gpus=tuple(raw.get("gpus") or ()),
-        profile=profile,
-        service_overrides=dict(overrides.get("services") or {}),
-        setting_overrides=dict(overrides.get("settings") or {}),
+        vcpus=vcpus or 1,
+        memory_mb=memory_mb or validate.MIN_MEMORY_MB,
+        components=validate.checked_components(raw.get("components"), name, problems),
+        architecture=validate.checked_architecture(raw.get("architecture"), name, problems),
+        address=validate.checked_address(raw.get("address"), name, multi_host, problems),
+        disk_kind=validate.checked_choice(raw.get("disk_kind"), name, variables["disk_kind"], DISK_KINDS, "ssd",
+                                          "name the slowest disk behind the data paths, or unset it to use "
+                                          "the disk facts", problems),
+        gpus=validate.checked_gpus(raw.get("gpus"), name, problems),
+        profile=validate.checked_choice(raw.get("profile"), name, variables["profile"], ("auto",) + PROFILES,
+                                        str(options.get("profile") or "auto"),
+                                        "choose a profile, or unset it to size by the host", problems),
+        worker_beat=validate.checked_bool(raw.get("worker_beat"), name, variables["worker_beat"],
+                                          "set it true on the one app host that runs Celery beat, or leave it unset",
+                                          problems),
+        service_overrides=services,
+        setting_overrides=settings,
     )
 
 
-def check_placement(hosts: Sequence[HostInput], raw_hosts: Sequence[Mapping[str, Any]], options: Mapping[str, Any],
-                    problems: List[str]) -> Optional[str]:
+def check_placement(hosts: Sequence[HostInput], options: Mapping[str, Any], problems: List[str]) -> Optional[str]:
     """Placement rules that keep Dify working; returns the host that runs worker_beat."""
     for component in REQUIRED_COMPONENTS:
         if not any(component in h.components for h in hosts):
@@ -93,14 +81,15 @@ def check_placement(hosts: Sequence[HostInput], raw_hosts: Sequence[Mapping[str,
             problems.append("component '%s' is placed on %d hosts (%s); it runs on exactly one host"
                             % (component, len(placed), ", ".join(placed)))
     app_hosts = [h.name for h in hosts if "app" in h.components]
-    beat = [str(r.get("name")) for r in raw_hosts if r.get("worker_beat")]
+    beat = [h.name for h in hosts if h.worker_beat]
     if len(beat) > 1:
-        problems.append("worker_beat is placed on %d hosts (%s); exactly one host may run it, or Celery's "
-                        "periodic tasks run twice" % (len(beat), ", ".join(beat)))
+        problems.append("dify_worker_beat is true on %d hosts (%s); exactly one host may run worker_beat, or Celery's "
+                        "periodic tasks run twice: set it on one app host only" % (len(beat), ", ".join(beat)))
     app_names = set(app_hosts)
     for name in beat:
         if name not in app_names:
-            problems.append("host '%s': worker_beat needs the app component on the same host" % name)
+            problems.append("host '%s': dify_worker_beat is true but the host is not in the group dify_app; worker_beat "
+                            "runs beside the app: set it on an app host instead" % name)
     if len(app_hosts) > 1 and not options.get("object_storage"):
         problems.append("app hosts %s are split over %d hosts but no shared object storage is configured; api "
                         "and worker on different hosts need S3-compatible storage (set dify_object_storage)"
@@ -138,7 +127,7 @@ def connection_limit(connections: int) -> int:
 
 def _endpoint(plan: Mapping[str, Any], service: str, single_node: bool) -> str:
     host = service if single_node else plan["address"]
-    return "%s:%d" % (host, PORTS[service])
+    return validate.host_port(host, PORTS[service])
 
 
 def allowed_networks(plans: Sequence[Mapping[str, Any]]) -> List[str]:
@@ -175,7 +164,7 @@ def fleet_section(plans: Dict[str, Dict[str, Any]], vector_store: str, beat_host
         "plugin_daemon_host": beat_host,
         "data_access": data_access,
         "inference_endpoints": [
-            "http://%s:%d/v1" % (p["address"] or p["name"], PORTS["inference"])
+            "http://%s/v1" % validate.host_port(p["address"] or p["name"], PORTS["inference"])
             for p in plans.values()
             if p["settings"].get("inference", {}).get("enabled")
         ],
@@ -212,19 +201,33 @@ def _complete_data_services(plan: Dict[str, Any], max_connections: int, apps: Se
 
 
 def plan_fleet(raw_hosts: Sequence[Mapping[str, Any]], options: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-    """Plan every host and the fleet. Raises PlanError listing every problem found."""
-    opts = dict(DEFAULT_OPTIONS)
-    opts.update(options or {})
+    """Plan every host and the fleet. Raises PlanError listing every problem found; every input is
+    checked (types, ranges, names, addresses) before anything is planned."""
     problems: List[str] = []
+    opts = validate.checked_options(options, problems)
+    if not isinstance(raw_hosts, (list, tuple)):
+        raise PlanError(problems + ["the hosts to plan must be a list of mappings, got %s; pass "
+                                    "groups | difyops.dify.plan_inputs(hostvars)" % validate.describe(raw_hosts)])
     if not raw_hosts:
-        raise PlanError(["no hosts to plan: the inventory group 'dify' is empty"])
-    hosts = [parse_host(r, opts, len(raw_hosts) > 1, problems) for r in raw_hosts]
+        raise PlanError(problems + ["no hosts to plan: the inventory group 'dify' is empty"])
+    hosts = []
+    for index, raw in enumerate(raw_hosts):
+        if isinstance(raw, Mapping):
+            hosts.append(parse_host(raw, opts, len(raw_hosts) > 1, problems, index))
+        else:
+            problems.append("hosts[%d] must be a mapping (name, vcpus, memory_mb, components, ...), got %s; pass "
+                            "groups | difyops.dify.plan_inputs(hostvars)" % (index, validate.describe(raw)))
     names = [h.name for h in hosts]
     duplicates = sorted(n for n, seen in Counter(names).items() if seen > 1)
     if duplicates:
-        problems.append("host names appear more than once: %s" % ", ".join(duplicates))
-    beat_host = check_placement(hosts, raw_hosts, opts, problems)
-    vector_store = choose_vector_store(str(opts.get("vector_store") or "auto"), hosts, problems)
+        problems.append("host names appear more than once: %s; give every host its own inventory name"
+                        % ", ".join(duplicates))
+    problems.extend(validate.shared_addresses([(h.name, h.address) for h in hosts]))
+    beat_host = check_placement(hosts, opts, problems)
+    vector_store = choose_vector_store(opts["vector_store"], hosts, problems)
+    for host in hosts:
+        services = services_for(host.components, vector_store, host.name == beat_host)
+        problems.extend(validate.placed_overrides(host.name, list(host.service_overrides), services))
     if problems:
         raise PlanError(problems)
 

@@ -45,6 +45,8 @@ class HostInput:
     disk_kind: str = "ssd"
     gpus: Tuple[Dict[str, Any], ...] = ()
     profile: str = "auto"
+    # The operator asked this host to run worker_beat (dify_worker_beat); the fleet decides runs_beat.
+    worker_beat: bool = False
     runs_beat: bool = True
     # The hard open-files limit the host's services can get (PID 1's); None: not known.
     open_files_limit: Optional[int] = None
@@ -178,40 +180,29 @@ def allocate_cpu(host: HostInput, services: Tuple[str, ...], available: float) -
 
 
 def _check_overrides(host: HostInput, available_cpu: float, usable: int, problems: List[str]) -> None:
-    for key in host.setting_overrides:
-        if key not in OVERRIDABLE_SETTINGS:
-            problems.append("host '%s': unknown setting override '%s' (known: %s)"
-                            % (host.name, key, ", ".join(OVERRIDABLE_SETTINGS)))
+    """Service overrides against what this host has; their types, names and ranges were checked
+    with the inputs (validate.checked_overrides)."""
     for service, override in host.service_overrides.items():
-        for key, value in override.items():
-            if key in ("memory_mb", "cpus") and not _is_number(value):
-                problems.append("host '%s': service '%s' override %s must be a number, got %r"
-                                % (host.name, service, key, value))
-            elif key not in ("memory_mb", "cpus"):
-                problems.append("host '%s': service '%s' override '%s' is unknown (use memory_mb or cpus)"
-                                % (host.name, service, key))
-            elif key == "cpus" and not 0 < float(value) <= available_cpu:
-                problems.append("host '%s': service '%s' needs cpus between 0 and %.2f (the CPUs left after the "
-                                "OS reserve), the override asks for %s" % (host.name, service, available_cpu, value))
-            elif key == "memory_mb" and not 0 < float(value) <= usable:
-                problems.append("host '%s': service '%s' override memory_mb=%s exceeds the %s usable on the host"
-                                % (host.name, service, value, human_mb(usable)))
-
-
-def _is_number(value: Any) -> bool:
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return not isinstance(value, bool)
+        variable = "dify_sizing_overrides.services.%s" % service
+        cpus = override.get("cpus")
+        if cpus is not None and not 0 < float(cpus) <= available_cpu:
+            problems.append("host '%s': %s.cpus must be above 0 and at most %.2f (the CPUs left after the OS "
+                            "reserve), got %s; lower the override or give the host more CPUs"
+                            % (host.name, variable, available_cpu, ("%f" % cpus).rstrip("0").rstrip(".")))
+        memory = override.get("memory_mb")
+        if memory is not None and not 0 < float(memory) <= usable:
+            problems.append("host '%s': %s.memory_mb must be at most the %s usable on the host, got %s; lower the "
+                            "override or give the host more memory"
+                            % (host.name, variable, human_mb(usable), ("%f" % memory).rstrip("0").rstrip(".")))
 
 
 def _check_dify_minimum(host: HostInput, problems: List[str]) -> None:
     full_node = all(c in host.components for c in ("app", "database", "redis", "vector_store"))
     if full_node and (host.vcpus < DIFY_MIN_VCPUS or host.memory_mb < DIFY_MIN_MEMORY_MB):
         problems.append("host '%s': a full single-node Dify needs at least %d CPUs and 4 GiB of memory (Dify's stated "
-                        "minimum); the host has %d vCPUs and %s. Use a larger host or split the components "
-                        "over several hosts" % (host.name, DIFY_MIN_VCPUS, host.vcpus, human_mb(host.memory_mb)))
+                        "minimum); the host has %d vCPUs and %s (dify_vcpus, dify_memory_mb or the gathered facts). "
+                        "Use a larger host or split the components over several hosts"
+                        % (host.name, DIFY_MIN_VCPUS, host.vcpus, human_mb(host.memory_mb)))
 
 
 def plan_host(host: HostInput, vector_store: str, problems: List[str]) -> Optional[Dict[str, Any]]:

@@ -85,3 +85,83 @@ def test_plan_report_files_are_one_file_set_call():
     assert files[1]["content"] == filters["plan_reports"](plan)[files[1]["path"].rsplit("/", 1)[1]]
     with pytest.raises(AnsibleFilterError, match="absolute path"):
         filters["plan_report_files"](plan, "dify-plan")
+INI_FLEET = """
+[dify:children]
+dify_gateway
+dify_app
+dify_database
+dify_redis
+dify_vector_store
+
+[dify_gateway]
+gw ansible_host=10.0.0.2 dify_vcpus=2 dify_memory_mb=4000
+
+[dify_app]
+app1 ansible_host=10.0.0.11 dify_vcpus=4 dify_memory_mb=8000 dify_worker_beat=%s
+app2 ansible_host=10.0.0.12 dify_vcpus=4 dify_memory_mb=8000 dify_worker_beat=%s
+
+[dify_database]
+data ansible_host=10.0.0.21 dify_vcpus=4 dify_memory_mb=16000
+
+[dify_redis]
+data
+
+[dify_vector_store]
+data
+"""
+S3 = {"object_storage": {"endpoint": "https://s3.example.com", "bucket": "dify"}}
+
+
+def ini_inventory(tmp_path, beat1, beat2):
+    """groups and hostvars as Ansible reads an INI inventory (its values arrive as strings)."""
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.vars.manager import VariableManager
+
+    path = tmp_path / "hosts.ini"
+    path.write_text(INI_FLEET % (beat1, beat2), encoding="utf-8")
+    loader = DataLoader()
+    inventory = InventoryManager(loader=loader, sources=[str(path)])
+    variables = VariableManager(loader=loader, inventory=inventory)
+    hostvars = {h.name: variables.get_vars(host=h) for h in inventory.get_hosts()}
+    return inventory.get_groups_dict(), hostvars
+
+
+def test_worker_beat_false_from_an_ini_inventory_is_false(tmp_path):
+    groups, hostvars = ini_inventory(tmp_path, "true", "false")
+    assert hostvars["app2"]["dify_worker_beat"] == "false", "INI gives the word as a string"
+    plan = FILTERS["stack_plan"](FILTERS["plan_inputs"](groups, hostvars), S3)
+    assert plan["fleet"]["worker_beat_host"] == plan["fleet"]["migration_host"] == "app1"
+    assert plan["fleet"]["plugin_daemon_host"] == "app1"
+    assert "worker_beat" not in plan["hosts"]["app2"]["services"]
+
+
+def test_worker_beat_false_on_the_first_app_host_leaves_beat_to_the_one_set_true(tmp_path):
+    groups, hostvars = ini_inventory(tmp_path, "no", "yes")
+    plan = FILTERS["stack_plan"](FILTERS["plan_inputs"](groups, hostvars), S3)
+    assert plan["fleet"]["worker_beat_host"] == "app2"
+
+
+def test_worker_beat_that_is_no_boolean_is_refused_with_host_and_variable(tmp_path):
+    groups, hostvars = ini_inventory(tmp_path, "false", "sure")
+    with pytest.raises(AnsibleFilterError) as exc:
+        FILTERS["stack_plan"](FILTERS["plan_inputs"](groups, hostvars), S3)
+    assert "nothing was changed" in str(exc.value)
+    assert "host 'app2': dify_worker_beat must be a boolean, true or false" in str(exc.value)
+    assert "got 'sure'" in str(exc.value)
+
+
+def test_a_zero_variable_is_refused_not_replaced_by_the_facts():
+    hostvars = dict(HOSTVARS, a1=dict(HOSTVARS["a1"], dify_vcpus=0))
+    assert FILTERS["plan_inputs"](GROUPS, hostvars)[0]["vcpus"] == 0
+    with pytest.raises(AnsibleFilterError, match="host 'a1': dify_vcpus must be an integer from 1 to 1024, got 0"):
+        FILTERS["stack_plan"](FILTERS["plan_inputs"](GROUPS, hostvars))
+
+
+def test_a_host_name_as_ansible_host_without_facts_is_refused_with_the_fix():
+    hostvars = dict(HOSTVARS, d1=dict(HOSTVARS["d1"], ansible_facts={"processor_vcpus": 8, "memtotal_mb": 32000}))
+    with pytest.raises(AnsibleFilterError) as exc:
+        FILTERS["stack_plan"](FILTERS["plan_inputs"](GROUPS, hostvars))
+    assert "host 'd1': dify_address (or ansible_host) must be an IP address such as 10.0.0.11 or 2001:db8::11, got 'db.example'" \
+        in str(exc.value)
+    assert "set dify_address" in str(exc.value)

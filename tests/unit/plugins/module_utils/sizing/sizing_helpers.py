@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pathlib
 import re
 
 
+ROOT = pathlib.Path(__file__).resolve().parents[5]
 FULL_NODE = ["gateway", "app", "database", "redis", "vector_store"]
 
 _PG_UNITS = {"kB": 1, "MB": 1024, "GB": 1024 * 1024}

@@ -40,7 +40,7 @@ def test_host_too_small_for_its_components_names_need_and_availability():
 
 def test_two_worker_beat_hosts():
     message = refusal(split(beat_on=("app1", "app2")), {"object_storage": True})
-    assert "worker_beat is placed on 2 hosts (app1, app2)" in message
+    assert "dify_worker_beat is true on 2 hosts (app1, app2)" in message and "one app host only" in message
 
 
 def test_split_app_hosts_without_object_storage():
@@ -60,24 +60,26 @@ def test_component_on_two_hosts():
 
 
 def test_unknown_vector_store():
-    assert "vector store 'chromadb' is not supported" in refusal([host()], {"vector_store": "chromadb"})
+    message = refusal([host()], {"vector_store": "chromadb"})
+    assert "dify_vector_store" in message and "got 'chromadb'" in message and "weaviate, qdrant, pgvector" in message
 
 
 def test_address_that_is_not_an_ip():
     hosts = split()
     hosts[1]["address"] = "app-one.example"
     message = refusal(hosts, {"object_storage": True})
-    assert "host 'app1': address 'app-one.example' is not an IP address" in message
+    assert "host 'app1': dify_address (or ansible_host) must be an IP address such as 10.0.0.11 or 2001:db8::11, got 'app-one.example'" in message
 
 
 def test_impossible_memory_override():
     message = refusal([host(overrides={"services": {"api": {"memory_mb": 10 ** 6}}})])
-    assert "service 'api' override memory_mb=1000000 exceeds" in message
+    assert "host 'h1': dify_sizing_overrides.services.api.memory_mb must be at most the 14.9 GiB usable" in message
+    assert "got 1000000" in message
 
 
 def test_non_numeric_override():
     message = refusal([host(overrides={"services": {"api": {"cpus": "two"}}})])
-    assert "service 'api' override cpus must be a number, got 'two'" in message
+    assert "dify_sizing_overrides.services.api.cpus must be a number above 0" in message and "got 'two'" in message
 
 
 def test_override_below_floor():
@@ -86,11 +88,12 @@ def test_override_below_floor():
 
 def test_override_of_service_not_on_host():
     message = refusal([host(overrides={"services": {"inference": {"memory_mb": 4096}}})])
-    assert "override for service 'inference', which is not placed on this host" in message
+    assert "dify_sizing_overrides.services.inference overrides a service this host does not run" in message
 
 
 def test_unknown_setting_override():
-    assert "unknown setting override 'threads'" in refusal([host(overrides={"settings": {"threads": 4}})])
+    message = refusal([host(overrides={"settings": {"threads": 4}})])
+    assert "dify_sizing_overrides.settings has an unknown key 'threads'" in message
 
 
 def test_every_problem_is_reported_at_once():

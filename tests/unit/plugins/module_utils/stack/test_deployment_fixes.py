@@ -218,7 +218,7 @@ def test_containers_never_get_more_open_files_than_the_host_grants(limit, soft, 
 
 def test_an_unusable_open_files_limit_is_refused_with_the_host():
     from ansible_collections.difyops.dify.plugins.module_utils.sizing.errors import PlanError
-    with pytest.raises(PlanError, match="host 'one': open_files_limit must be an integer"):
+    with pytest.raises(PlanError, match="host 'one': dify_open_files_limit must be an integer"):
         plan_fleet([{"name": "one", "vcpus": 4, "memory_mb": 16000, "components": ALL, "open_files_limit": "lots"}], {})
 
 
