@@ -16,7 +16,8 @@ from . import validate
 from .catalog import PROFILES, REQUIRED_COMPONENTS, SINGLE_HOST_COMPONENTS, VECTOR_STORES, auto_profile, services_for
 from .errors import PlanError
 from .host import DISK_KINDS, HostInput, gateway_rate_limit, plan_host
-from .postgres import hot_table_settings, postgres_settings
+from .postgres import (STACK_POSTGRES_VERSIONS, PostgresMemoryError, host_provides_huge_pages, hot_table_settings,
+                       postgres_settings)
 from .units import ceil_div
 
 PLAN_VERSION = 1
@@ -144,9 +145,12 @@ def fleet_section(plans: Dict[str, Dict[str, Any]], vector_store: str, beat_host
     apps = [p for p in plans.values() if "app" in p["components"]]
     connections = {p["name"]: app_connections(p) for p in apps}
     max_connections = connection_limit(sum(connections.values()))
+    problems: List[str] = []
     for plan in plans.values():
-        _complete_data_services(plan, max_connections, apps)
+        _complete_data_services(plan, max_connections, apps, problems)
         _complete_gateway(plan, apps)
+    if problems:
+        raise PlanError(problems)
     app_networks = allowed_networks(apps)
     data_access = {component: list(app_networks) for component in ("database", "redis", "vector_store", "gpu_inference")}
     return {
@@ -182,22 +186,41 @@ def _complete_gateway(plan: Dict[str, Any], apps: Sequence[Mapping[str, Any]]) -
     nginx.update(rate_limit_rps=rps, rate_limit_burst=burst)
 
 
-def _complete_data_services(plan: Dict[str, Any], max_connections: int, apps: Sequence[Mapping[str, Any]]) -> None:
+def _postgres_server(plan: Mapping[str, Any], service: str, max_connections: int, naptime: int,
+                     problems: List[str]) -> Optional[Dict[str, Any]]:
+    """One Postgres service's settings, or None after appending why its memory cannot hold them."""
+    planned = plan["services"][service]
+    try:
+        return postgres_settings(planned["memory_mb"], planned["cpus"], plan["disk_kind"], max_connections, naptime,
+                                 version=STACK_POSTGRES_VERSIONS[service],
+                                 host_huge_pages=host_provides_huge_pages(plan.get("host_tuning")))
+    except PostgresMemoryError as exc:
+        problems.append("host '%s': service '%s' needs at least %d MiB for max_connections %d in the worst case "
+                        "(shared_buffers, every connection's work_mem and process memory, autovacuum) but its "
+                        "limit is %d MiB; give the host more memory, move other components off it, give "
+                        "'%s' a larger memory_mb override, or run fewer app processes (their pools make "
+                        "max_connections)"
+                        % (plan["name"], service, exc.need_mb, max_connections, exc.memory_mb, service))
+        return None
+
+
+def _complete_data_services(plan: Dict[str, Any], max_connections: int, apps: Sequence[Mapping[str, Any]],
+                            problems: List[str]) -> None:
     naptime = {"edge": 60, "small": 30}.get(plan["profile"], 15)
     services = plan["services"]
     if "db_postgres" in services:
-        pg = postgres_settings(services["db_postgres"]["memory_mb"], services["db_postgres"]["cpus"],
-                               plan["disk_kind"], max_connections, naptime)
-        plan["settings"]["postgres"] = {"server": pg, "hot_tables": hot_table_settings(),
-                                        "shared_preload_libraries": ["pg_stat_statements"]}
+        pg = _postgres_server(plan, "db_postgres", max_connections, naptime, problems)
+        if pg is not None:
+            plan["settings"]["postgres"] = {"server": pg, "hot_tables": hot_table_settings(),
+                                            "shared_preload_libraries": ["pg_stat_statements"]}
     if "pgvector" in services:
         # Dify's pgvector client keeps one pool per process (PGVECTOR_MAX_CONNECTION).
         processes = sum(p["settings"].get("api", {}).get("server_worker_amount", 0)
                         + p["settings"].get("worker", {}).get("processes", 0) for p in apps)
         per_process = plan["settings"]["vector_store"]["pgvector_max_connection"]
-        plan["settings"]["vector_store"]["server"] = postgres_settings(
-            services["pgvector"]["memory_mb"], services["pgvector"]["cpus"], plan["disk_kind"],
-            connection_limit(processes * per_process), naptime)
+        server = _postgres_server(plan, "pgvector", connection_limit(processes * per_process), naptime, problems)
+        if server is not None:
+            plan["settings"]["vector_store"]["server"] = server
 
 
 def plan_fleet(raw_hosts: Sequence[Mapping[str, Any]], options: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:

@@ -27,6 +27,8 @@ OVERRIDABLE_SETTINGS = ("api_workers", "api_worker_connections", "celery_workers
                         "rate_limit_rps", "context_tokens")
 
 
+# Services that run PostgreSQL in their container.
+POSTGRES_SERVICES = ("db_postgres", "pgvector")
 # Open-files limits Docker hands each container (default-ulimits), before the host's own cap.
 CONTAINER_NOFILE_SOFT = 65536
 CONTAINER_NOFILE_HARD = 1048576
@@ -249,6 +251,10 @@ def plan_host(host: HostInput, vector_store: str, problems: List[str]) -> Option
             memory_reserved_mb=min(memory, floors[service]),
             memswap_mb=memory if service in DATA_SERVICES else None,
         )
+        if service in POSTGRES_SERVICES:
+            # Parallel queries keep their hash tables in /dev/shm (Docker's default is 64 MB); what
+            # they use there is charged to the container's memory, so its limit is the bound.
+            planned_services[service]["shm_size_mb"] = memory
     targets = PROFILE_TARGETS[profile]
     plan: Dict[str, Any] = {
         "name": host.name,

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from ..sizing.catalog import DIFY_UPLOAD_LIMITS_MB
 from ..sizing.fleet import PORTS
+from ..sizing.validate import bracketed, host_port
 from . import reference_1_13_3
 
 REFERENCES = {reference_1_13_3.VERSION: reference_1_13_3}
@@ -158,6 +159,8 @@ def resources(planned: Mapping[str, Any]) -> Dict[str, Any]:
     if planned["replicas"] > 1:
         deploy["replicas"] = planned["replicas"]
     spec: Dict[str, Any] = {"cpu_shares": planned["cpu_shares"], "deploy": deploy}
+    if planned.get("shm_size_mb"):
+        spec["shm_size"] = "%dM" % planned["shm_size_mb"]
     if planned.get("memswap_mb"):
         spec["memswap_limit"] = "%dM" % planned["memswap_mb"]
     return spec
@@ -169,10 +172,10 @@ def _vector_env(plan: Mapping[str, Any]) -> Dict[str, str]:
     env = {"VECTOR_STORE": kind}
     if kind == "weaviate":
         grpc = WEAVIATE_GRPC_PORT
-        env.update(WEAVIATE_ENDPOINT="http://%s:%d" % (host, port), WEAVIATE_GRPC_ENDPOINT="grpc://%s:%d" % (host, grpc),
+        env.update(WEAVIATE_ENDPOINT="http://%s" % host_port(host, port), WEAVIATE_GRPC_ENDPOINT="grpc://%s" % host_port(host, grpc),
                    WEAVIATE_API_KEY=secret("WEAVIATE_API_KEY"))
     elif kind == "qdrant":
-        env.update(QDRANT_URL="http://%s:%d" % (host, port), QDRANT_API_KEY=secret("QDRANT_API_KEY"))
+        env.update(QDRANT_URL="http://%s" % host_port(host, port), QDRANT_API_KEY=secret("QDRANT_API_KEY"))
     else:
         vector_host = hosts_with(plan, "vector_store")[0]
         per_process = vector_host["settings"]["vector_store"]["pgvector_max_connection"]
@@ -208,13 +211,14 @@ def app_env(plan: Mapping[str, Any], storage: Mapping[str, Any], url: str) -> Di
     env = {
         "LOG_LEVEL": "INFO", "DEPLOY_ENV": "PRODUCTION", "SECRET_KEY": secret("SECRET_KEY"),
         "DB_TYPE": "postgresql", "DB_USERNAME": DB_USER, "DB_PASSWORD": secret("DB_PASSWORD"),
-        "DB_HOST": db_host, "DB_PORT": str(db_port), "DB_DATABASE": DATABASES[0],
+        # Dify joins DB_HOST:DB_PORT into its SQLAlchemy URL: an IPv6 address needs its brackets.
+        "DB_HOST": bracketed(db_host), "DB_PORT": str(db_port), "DB_DATABASE": DATABASES[0],
         "REDIS_HOST": redis_host, "REDIS_PORT": str(redis_port), "REDIS_PASSWORD": secret("REDIS_PASSWORD"),
         "REDIS_DB": "0",
-        "CELERY_BROKER_URL": "redis://:%s@%s:%d/1" % (secret("REDIS_PASSWORD"), redis_host, redis_port),
+        "CELERY_BROKER_URL": "redis://:%s@%s/1" % (secret("REDIS_PASSWORD"), host_port(redis_host, redis_port)),
         "CODE_EXECUTION_ENDPOINT": "http://sandbox:%d" % SANDBOX_PORT,
         "CODE_EXECUTION_API_KEY": secret("SANDBOX_API_KEY"),
-        "PLUGIN_DAEMON_URL": "http://%s:%d" % endpoint(plan, "plugin_daemon_host", "plugin_daemon"),
+        "PLUGIN_DAEMON_URL": "http://%s" % host_port(*endpoint(plan, "plugin_daemon_host", "plugin_daemon")),
         "PLUGIN_DAEMON_KEY": secret("PLUGIN_DAEMON_KEY"),
         "PLUGIN_DIFY_INNER_API_KEY": secret("PLUGIN_DIFY_INNER_API_KEY"),
         "SSRF_PROXY_HTTP_URL": "http://ssrf_proxy:%d" % SSRF_PORT,
@@ -451,7 +455,7 @@ def inference_service(plan: Mapping[str, Any], host: str, images: Mapping[str, s
 def _publish_any(host_plan: Mapping[str, Any], ports: Sequence[Tuple[int, int]]) -> Dict[str, Any]:
     """Ports published on the host's own address (loopback for a single node without one)."""
     address = host_plan.get("address") or "127.0.0.1"
-    return {"ports": ["%s:%d:%d" % (address, published, target) for published, target in ports]}
+    return {"ports": ["%s:%d" % (host_port(address, published), target) for published, target in ports]}
 
 
 def gateway_service(plan: Mapping[str, Any], host: str, images: Mapping[str, str], port: int) -> Dict[str, Any]:
@@ -577,7 +581,7 @@ def bundle(plan: Mapping[str, Any], host: str, options: Optional[Mapping[str, An
     inference = plan["hosts"][host]["settings"].get("inference", {})
     endpoint_url = None
     if "inference" in project["services"]:
-        endpoint_url = "http://%s:%d/v1" % (plan["hosts"][host].get("address") or "127.0.0.1", PORTS["inference"])
+        endpoint_url = "http://%s/v1" % host_port(plan["hosts"][host].get("address") or "127.0.0.1", PORTS["inference"])
     api_env = project["services"].get("api", {}).get("environment", {})
     return {
         "public_url": api_env.get("CONSOLE_API_URL"),

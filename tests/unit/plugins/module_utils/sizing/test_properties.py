@@ -11,6 +11,7 @@ from ansible_collections.difyops.dify.plugins.module_utils.sizing.catalog import
 from ansible_collections.difyops.dify.plugins.module_utils.sizing.errors import PlanError
 from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
 from ansible_collections.difyops.dify.plugins.module_utils.sizing.host import os_reserve_mb, service_floor_mb, Counts
+from ansible_collections.difyops.dify.plugins.module_utils.sizing.postgres import worst_case_kb
 
 from sizing_helpers import pg_kb
 
@@ -19,16 +20,17 @@ EXAMPLES = 600
 
 
 def pgtune_web_kb(memory_mb, cpus, max_connections):
-    """PGTune's web profile, written out independently of the engine (values in kB)."""
+    """Current PGTune's web profile (le0pard/pgtune 7caef27), written out independently of the engine (kB)."""
     total = memory_mb * 1024
-    shared_buffers = total / 4
+    shared_buffers = total // 4
     workers = cpus if cpus >= 4 else 8
-    work_mem = max(4096, (total - shared_buffers) / ((max_connections + workers) * 3))
+    maintenance = min(total // 16, 8 * 1024 * 1024)
     return {
         "shared_buffers": shared_buffers,
-        "effective_cache_size": total * 3 / 4,
-        "maintenance_work_mem": min(total / 16, 2 * 1024 * 1024),
-        "work_mem": work_mem,
+        "effective_cache_size": total * 3 // 4,
+        "maintenance_work_mem": maintenance,
+        "work_mem": max(4096, (total - shared_buffers) // ((max_connections + workers) * 3)),
+        "autovacuum_work_mem": 2 * 1024 * 1024 if maintenance >= 2 * 1024 * 1024 else None,
     }
 
 
@@ -128,8 +130,23 @@ def check_host(plan, raw):
 
 def check_postgres(pg, memory_mb, cpus):
     reference = pgtune_web_kb(memory_mb, max(1, int(cpus)), pg["max_connections"])
-    for key, expected in reference.items():
-        assert abs(pg_kb(pg[key]) - expected) <= 0.1 * expected + 1024, (key, pg[key], expected)
+    limit_kb = memory_mb * 1024
+    # The worst case fits the container's limit; huge pages are never planned (host tuning reserves none).
+    assert worst_case_kb(pg) <= limit_kb
+    assert pg["huge_pages"] == "off"
+    for key in ("shared_buffers", "effective_cache_size"):
+        assert pg_kb(pg[key]) == reference[key], (key, pg[key], reference[key])
+    pgtune_memory = {key: "%dkB" % reference[key] for key in ("work_mem", "maintenance_work_mem")}
+    if reference["autovacuum_work_mem"]:
+        pgtune_memory["autovacuum_work_mem"] = "2GB"
+    for key, expected in pgtune_memory.items():
+        value = pg_kb(pg[key])
+        assert value <= pg_kb(expected), (key, pg[key], expected)
+        if value < pg_kb(expected):
+            # Lowered only where PGTune's own values would exceed the limit in the worst case.
+            unfitted = {k: v for k, v in pg.items() if k != "autovacuum_work_mem"}
+            unfitted.update(pgtune_memory)
+            assert worst_case_kb(unfitted) > limit_kb, (key, pg[key], expected)
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -158,6 +175,9 @@ def test_plans_fit_or_are_refused(case):
             pg = host_plan["settings"]["postgres"]["server"]
             assert pg["max_connections"] >= pools
             check_postgres(pg, db["memory_mb"], db["cpus"])
+        if "pgvector" in host_plan["services"]:
+            vector = host_plan["services"]["pgvector"]
+            check_postgres(host_plan["settings"]["vector_store"]["server"], vector["memory_mb"], vector["cpus"])
     assert sum(1 for h in plan["hosts"].values() if "worker_beat" in h["services"]) == 1
 
 

@@ -70,6 +70,8 @@ def test_limits_and_swap_come_from_the_plan():
         # Compose's CPU reservations do nothing outside Swarm: none is written.
         assert "cpus" not in spec["deploy"]["resources"]["reservations"]
         assert spec["deploy"].get("replicas", 1) == planned["replicas"]
+        # Postgres's /dev/shm is its memory limit, not Docker's 64 MB.
+        assert spec.get("shm_size") == ("%dM" % planned["memory_mb"] if name in ("db_postgres", "pgvector") else None)
         if name in ("db_postgres", "redis", "weaviate"):
             assert spec["memswap_limit"] == "%dM" % planned["memory_mb"]
         else:
@@ -156,3 +158,22 @@ def test_secrets_role_refuses_every_long_upstream_default():
     long_defaults = {s for s in reference_1_13_3.DEFAULT_SECRETS if len(s) >= data["_dify_secrets_min_length"]}
     assert set(data["_dify_secrets_upstream_defaults"]) == long_defaults
     assert data["_dify_secrets_generated"] + data["_dify_secrets_given_only"] == list(compose.SECRET_VARIABLES)
+
+
+def test_ipv6_fleet_brackets_every_address_joined_with_a_port():
+    plan = plan_fleet([
+        {"name": "gw", "vcpus": 2, "memory_mb": 4000, "components": ["gateway"], "address": "2001:db8::1"},
+        {"name": "app", "vcpus": 8, "memory_mb": 32000, "components": ["app"], "address": "2001:db8::2"},
+        {"name": "data", "vcpus": 8, "memory_mb": 32000, "components": ["database", "redis", "vector_store"],
+         "address": "2001:db8::4"},
+    ], {"vector_store": "weaviate"})
+    app = compose_project(plan, "app", S3)["compose"]["services"]
+    env = app["api"]["environment"]
+    assert env["DB_HOST"] == "[2001:db8::4]"
+    assert env["CELERY_BROKER_URL"].endswith("@[2001:db8::4]:6379/1")
+    assert env["WEAVIATE_ENDPOINT"] == "http://[2001:db8::4]:8080"
+    assert env["PLUGIN_DAEMON_URL"] == "http://[2001:db8::2]:5002"
+    assert app["api"]["ports"] == ["[2001:db8::2]:5001:5001"]
+    data = compose_project(plan, "data", S3)["compose"]["services"]
+    assert data["redis"]["ports"] == ["[2001:db8::4]:6379:6379"]
+    assert plan["fleet"]["gateway_upstreams"]["api"] == ["[2001:db8::2]:5001"]
