@@ -17,6 +17,8 @@ from ansible_collections.difyops.dify.plugins.module_utils.sizing.report import 
 FULL = ["gateway", "app", "database", "redis", "vector_store"]
 H100 = {"name": "NVIDIA H100 80GB HBM3", "memory_total_mib": 81559, "compute_capability": "9.0"}
 EXAMPLES = [
+    ("2 vCPU / 3.5 GiB reported: a machine sold as 4 GiB, Dify's stated minimum",
+     [{"name": "minimum", "vcpus": 2, "memory_mb": 3584, "components": FULL}], {}),
     ("2 vCPU / 8 GiB, CPU only: a proof of concept",
      [{"name": "poc", "vcpus": 2, "memory_mb": 7940, "components": FULL}], {}),
     ("4 vCPU / 8 GiB: the whole stack on one host",
