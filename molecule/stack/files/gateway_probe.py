@@ -2,7 +2,10 @@
 as a browser or an API client would, from outside the host, and prints one JSON document of what
 it saw; verify asserts on it.
 
-usage: python3 gateway_probe.py HOST PORT ACCEPTED_MB REFUSED_MB RATE_BURST
+usage: python3 gateway_probe.py HOST PORT ACCEPTED_MB REFUSED_MB RATE_BURST [BURST_REQUESTS]
+  BURST_REQUESTS: how many requests the burst sends, 32 at a time, once the rate limiter's bucket has
+  drained (default RATE_BURST x 3: beyond the burst, so that a low rate answers 429; RATE_BURST itself: within
+  the planned burst, which nginx's `burst=... nodelay` must answer without one 429).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ PORT = int(sys.argv[2])
 ACCEPTED_MB = int(sys.argv[3])
 REFUSED_MB = int(sys.argv[4])
 BURST = int(sys.argv[5])
+BURST_REQUESTS = int(sys.argv[6]) if len(sys.argv) > 6 else BURST * 3
 API_ROUTES = ("/console/api/probe", "/api/probe", "/v1/probe", "/files/probe", "/mcp/probe", "/triggers/probe")
 CODE = "import sys\nprint('hello from', sys.executable)\n"
 
@@ -95,7 +99,7 @@ def burst() -> dict:
         return request("GET", "/console/api/probe", timeout=30)[0]
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
-        statuses = list(pool.map(one, range(BURST * 3)))
+        statuses = list(pool.map(one, range(BURST_REQUESTS)))
     return {status: statuses.count(status) for status in sorted(set(statuses))}
 
 

@@ -49,6 +49,15 @@ Refusals at start (line `CONTRACT BROKEN: ...` on stderr, exit 1):
                DB_USERNAME needs CREATEDB or the database must exist; Redis refusing PING. After the start (exit 1
                while serving): Dify's api answering 401/404 to GET {DIFY_INNER_API_URL}/inner/api/difyops-standin/...
                with X-Inner-Api-Key = DIFY_INNER_API_KEY (it must equal the api's INNER_API_KEY_FOR_PLUGIN).
+Load (api): like gunicorn's gevent workers and Flask-SQLAlchemy, the api serves at most SERVER_WORKER_AMOUNT x
+SERVER_WORKER_CONNECTIONS connections at once (default 1 x 10, as Dify; the others wait in the listen backlog,
+and an idle keep-alive connection is closed after 2 s, gunicorn's --keep-alive). Connection slots are numbered,
+the lowest free first, slot // SERVER_WORKER_CONNECTIONS naming the process; each process has its own pool of
+SQLALCHEMY_POOL_SIZE + SQLALCHEMY_MAX_OVERFLOW database connections (default 30 + 10). A workflow run holds one
+for the whole request (the scoped session), waiting at most SQLALCHEMY_POOL_TIMEOUT s (default 30) for it, else
+answers 500 with SQLAlchemy's `QueuePool limit of size X overflow Y reached, connection timed out, timeout Z`.
+The pool is counted, not opened: PostgreSQL sees no more connections than before.
+
 Warnings (a line starting with `CONTRACT:`, the service keeps running): SQLALCHEMY_POOL_SIZE +
 SQLALCHEMY_MAX_OVERFLOW below SERVER_WORKER_CONNECTIONS (api) or the Celery concurrency (worker); the api's
 worst case SERVER_WORKER_AMOUNT x pool above PostgreSQL's max_connections; a broker whose maxmemory-policy
@@ -925,6 +934,91 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 128
 
 
+class PoolTimeout(Exception):
+    """SQLAlchemy's sqlalchemy.exc.TimeoutError, with its message."""
+
+
+class ApiCapacity:
+    """gunicorn's gevent workers as the api runs them: PROCESSES x GREENLETS connection slots (the rest of the
+    clients wait in the listen backlog), and per process one SQLAlchemy QueuePool of POOL_SIZE + OVERFLOW
+    connections, checked out for at most POOL_TIMEOUT s."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.processes = integer(env, "SERVER_WORKER_AMOUNT", 1, 1) or 1
+        self.greenlets = integer(env, "SERVER_WORKER_CONNECTIONS", 10, 1) or 1
+        self.pool_size = integer(env, "SQLALCHEMY_POOL_SIZE", 30) or 0
+        self.overflow = integer(env, "SQLALCHEMY_MAX_OVERFLOW", 10) or 0
+        raw = env.get("SQLALCHEMY_POOL_TIMEOUT", "").strip()
+        try:
+            self.pool_timeout = float(raw) if raw else 30.0
+        except ValueError:
+            raise ContractError("SQLALCHEMY_POOL_TIMEOUT=%r is not a number" % raw)
+        self.free = list(range(self.processes * self.greenlets))
+        self.changed = threading.Condition()
+        # SQLAlchemy: pool_size 0 means no limit.
+        self.pools = [threading.BoundedSemaphore(self.pool_size + self.overflow) if self.pool_size else None
+                      for _process in range(self.processes)]
+        self.timeouts = 0
+
+    def take(self, timeout: float) -> Optional[int]:
+        """The lowest free connection slot, or None when every greenlet stayed busy for TIMEOUT s."""
+        with self.changed:
+            if not self.changed.wait_for(lambda: self.free, timeout):
+                return None
+            self.free.sort()
+            return self.free.pop(0)
+
+    def give_back(self, slot: int) -> None:
+        with self.changed:
+            self.free.append(slot)
+            self.changed.notify()
+
+    @contextmanager
+    def connection(self, slot: int) -> Iterator[None]:
+        """A database connection of SLOT's process for the with block; PoolTimeout after pool_timeout s."""
+        pool = self.pools[slot // self.greenlets]
+        if pool is not None and not pool.acquire(timeout=self.pool_timeout):
+            with self.changed:
+                self.timeouts += 1
+            raise PoolTimeout("QueuePool limit of size %d overflow %d reached, connection timed out, timeout %0.2f "
+                              "(Background on this error at: https://sqlalche.me/e/20/3o7r)"
+                              % (self.pool_size, self.overflow, self.pool_timeout))
+        try:
+            yield
+        finally:
+            if pool is not None:
+                pool.release()
+
+
+class ApiServer(Server):
+    """Accepts a connection only when a greenlet is free (gevent's StreamServer stops accepting when its pool
+    is full): the others stay in the listen backlog."""
+
+    def __init__(self, address: Tuple[str, int], handler: type, capacity: ApiCapacity) -> None:
+        self.capacity = capacity
+        self.slots: Dict[Any, int] = {}
+        super().__init__(address, handler)
+
+    def get_request(self) -> Tuple[Any, Any]:
+        slot = self.capacity.take(0.5)
+        if slot is None:
+            # Not accepted: serve_forever comes back here (and sees a shutdown) while the client waits.
+            raise OSError("every greenlet is busy")
+        try:
+            request, address = super().get_request()
+        except OSError:
+            self.capacity.give_back(slot)
+            raise
+        self.slots[request] = slot
+        return request, address
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.capacity.give_back(self.slots.pop(request))
+
+
 class Handler(BaseHTTPRequestHandler):
     """Common answers; a subclass per role."""
 
@@ -1030,6 +1124,33 @@ def rss_kb() -> int:
 class ApiHandler(Handler):
     role = "api"
     state: ApiState
+    keep_alive_s = 2.0
+    requests_served = 0
+
+    def handle_one_request(self) -> None:
+        # gunicorn closes a keep-alive connection idle for --keep-alive (2) s; reading the request is not timed.
+        if self.requests_served and isinstance(self.server, ApiServer):
+            self.connection.settimeout(self.keep_alive_s)
+        self.requests_served += 1
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        self.connection.settimeout(None)
+        return super().parse_request()
+
+    def log_error(self, format: str, *args: Any) -> None:  # pylint: disable=redefined-builtin
+        if not format.startswith("Request timed out"):
+            super().log_error(format, *args)
+
+    @contextmanager
+    def database(self) -> Iterator[None]:
+        """The scoped session's connection, held until the request ends (none counted outside an ApiServer)."""
+        server = self.server
+        if isinstance(server, ApiServer):
+            with server.capacity.connection(server.slots[self.request]):
+                yield
+        else:
+            yield
 
     def describe(self, route: str) -> Dict[str, Any]:
         return {"service": "api", "route": route, "path": self.path, "method": self.command, "host": HOST,
@@ -1090,6 +1211,10 @@ class ApiHandler(Handler):
                 self.send_json(200, document)
         except (ValueError, ContractError) as exc:
             self.send_json(400, {"code": "invalid_param", "message": str(exc), "status": 400}, close=True)
+        except PoolTimeout as exc:
+            log("api", "%s %s failed: sqlalchemy.exc.TimeoutError: %s" % (self.command, self.path, exc))
+            self.send_json(500, {"code": "internal_server_error", "message": str(exc), "status": 500, "host": HOST},
+                           close=True)
         except (BrokenPipeError, ConnectionResetError) as exc:
             log("api", "%s %s: the client went away (%s)" % (self.command, self.path, exc))
             self.close_connection = True
@@ -1129,6 +1254,10 @@ class ApiHandler(Handler):
         code = ((request or {}).get("inputs") or {}).get("code") if isinstance(request, dict) else None
         if not isinstance(code, str) or not code:
             raise ValueError("inputs.code (python source) is required")
+        with self.database():
+            self.run_workflow(request, code)
+
+    def run_workflow(self, request: Mapping[str, Any], code: str) -> None:
         mode = request.get("response_mode", "blocking")
         run_id, task_id, started = str(uuid.uuid4()), str(uuid.uuid4()), time.time()
         if mode == "streaming":
@@ -1252,7 +1381,17 @@ class ApiHandler(Handler):
 def run_api(env: Mapping[str, str]) -> None:
     context = app_checks("api", env)
     ApiHandler.state = ApiState(env, context)
-    serve("api", ApiHandler, API_PORT)
+    try:
+        capacity = ApiCapacity(env)
+    except ContractError as exc:
+        refuse("api", [str(exc)])
+    server = ApiServer(("0.0.0.0", API_PORT), ApiHandler, capacity)
+    SERVERS.append(server)
+    log("api", "serving on 0.0.0.0:%d, %d process(es) x %d greenlets, a pool of %d + %d per process, timeout %g s "
+        "(stand-in for %s)" % (API_PORT, capacity.processes, capacity.greenlets, capacity.pool_size, capacity.overflow,
+                               capacity.pool_timeout, standin_for("api")))
+    server.serve_forever(poll_interval=0.5)
+    log("api", "stopped")
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -904,3 +904,108 @@ def test_the_plugin_daemon_role():
     assert standin.standin_for("plugin_daemon") == "langgenius/dify-plugin-daemon:0.5.3-local"
     with pytest.raises(standin.ContractError, match="plugin_daemon"):
         standin.select_role("daemon", None)
+
+
+# --- the api under load: greenlets and the SQLAlchemy pool ---------------------------------------------------
+
+def capacity_env(greenlets, pool, overflow=0, processes=1, timeout=0.5):
+    return {"SERVER_WORKER_AMOUNT": str(processes), "SERVER_WORKER_CONNECTIONS": str(greenlets),
+            "SQLALCHEMY_POOL_SIZE": str(pool), "SQLALCHEMY_MAX_OVERFLOW": str(overflow),
+            "SQLALCHEMY_POOL_TIMEOUT": str(timeout)}
+
+
+def test_capacity_defaults_are_difys():
+    capacity = standin.ApiCapacity({})
+    assert (capacity.processes, capacity.greenlets, capacity.pool_size, capacity.overflow, capacity.pool_timeout) == (1, 10, 30, 10, 30.0)
+    with pytest.raises(standin.ContractError, match="SQLALCHEMY_POOL_TIMEOUT"):
+        standin.ApiCapacity({"SQLALCHEMY_POOL_TIMEOUT": "soon"})
+
+
+def hold_connections(capacity, slots, hold_s):
+    """Every slot checks a connection out at once and holds it HOLD_S s; the messages of the timeouts."""
+    failures = []
+
+    def hold(slot):
+        try:
+            with capacity.connection(slot):
+                time.sleep(hold_s)
+        except standin.PoolTimeout as exc:
+            failures.append(str(exc))
+    threads = [threading.Thread(target=hold, args=(slot,)) for slot in slots]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return failures
+
+
+def test_a_pool_smaller_than_the_greenlets_times_out_like_sqlalchemy():
+    capacity = standin.ApiCapacity(capacity_env(greenlets=4, pool=1, overflow=1, timeout=0.3))
+    failures = hold_connections(capacity, range(4), 1.0)
+    assert len(failures) == 2 and capacity.timeouts == 2
+    assert failures[0].startswith("QueuePool limit of size 1 overflow 1 reached, connection timed out, timeout 0.30")
+
+
+def test_a_pool_at_least_the_greenlets_never_times_out():
+    capacity = standin.ApiCapacity(capacity_env(greenlets=4, pool=3, overflow=1, processes=2, timeout=0.1))
+    assert hold_connections(capacity, range(8), 0.5) == []       # two processes, each with its own pool of 4
+
+
+def test_each_process_has_its_own_pool():
+    capacity = standin.ApiCapacity(capacity_env(greenlets=2, pool=1, processes=2, timeout=0.1))
+    assert hold_connections(capacity, [0, 2], 0.3) == []         # slots 0 and 2: processes 0 and 1
+    assert len(hold_connections(capacity, [0, 1], 0.3)) == 1     # slots 0 and 1: both in process 0
+
+
+@pytest.fixture(name="api_server")
+def api_server_fixture(sandbox_url):
+    servers = []
+
+    def start(env):
+        state = standin.ApiState(dict(env, CODE_EXECUTION_ENDPOINT=sandbox_url, CODE_EXECUTION_API_KEY="test-key"), None)
+        handler = type("TestApi", (standin.ApiHandler,), {"state": state, "log_message": lambda *args: None})
+        server = standin.ApiServer(("127.0.0.1", 0), handler, standin.ApiCapacity(env))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return "http://127.0.0.1:%d" % server.server_address[1]
+    yield start
+    for server in servers:
+        server.shutdown()
+
+
+def run_at_once(url, clients, code):
+    """CLIENTS blocking workflow runs at once: (status, message) of each, and the seconds they all took."""
+    answers = []
+
+    def one():
+        status, _headers, body = post(url + "/v1/workflows/run", {"inputs": {"code": code}, "response_mode": "blocking"})
+        answers.append((status, json.load(body).get("message")))
+    threads = [threading.Thread(target=one) for _client in range(clients)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers, time.monotonic() - started
+
+
+def test_the_api_answers_500_when_its_pool_is_exhausted(api_server):
+    api = api_server(capacity_env(greenlets=4, pool=1, timeout=0.3))
+    answers, _took = run_at_once(api, 4, "import time; time.sleep(1)")
+    assert sorted(status for status, _message in answers) == [200, 500, 500, 500]
+    assert all(message.startswith("QueuePool limit of size 1 overflow 0 reached, connection timed out, timeout 0.30")
+               for status, message in answers if status == 500)
+
+
+def test_a_pool_as_large_as_the_greenlets_serves_every_request(api_server):
+    api = api_server(capacity_env(greenlets=4, pool=4, timeout=0.3))
+    answers, _took = run_at_once(api, 8, "import time; time.sleep(0.3)")
+    assert [status for status, _message in answers] == [200] * 8
+
+
+def test_the_api_serves_at_most_its_greenlets_at_once(api_server):
+    # Two greenlets, four clients of 0.6 s: two rounds (the sandbox fixture runs two at once, so it is not the limit).
+    api = api_server(capacity_env(greenlets=2, pool=2, timeout=5))
+    answers, took = run_at_once(api, 4, "import time; time.sleep(0.6)")
+    assert [status for status, _message in answers] == [200] * 4
+    assert took >= 1.2
