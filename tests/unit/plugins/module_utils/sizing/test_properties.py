@@ -119,6 +119,8 @@ def check_host(plan, raw):
         assert "text/event-stream" not in settings["nginx"]["gzip_types"]
         assert settings["nginx"]["dify_upload_limit_mb"] == max(DIFY_UPLOAD_LIMITS_MB.values())
         assert settings["nginx"]["worker_rlimit_nofile"] >= 2 * settings["nginx"]["worker_connections"]
+        # Kept-alive upstream connections would hold the api's greenlet slots (see host.nginx_settings).
+        assert settings["nginx"]["upstream_keepalive"]["api"] == 0
     if "redis" in settings:
         assert settings["redis"]["maxmemory_mb"] < services["redis"]["memory_mb"]
         assert not settings["redis"]["maxmemory_policy"].startswith("allkeys")
