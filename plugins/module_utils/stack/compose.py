@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from ..sizing.catalog import DIFY_UPLOAD_LIMITS_MB
 from ..sizing.fleet import PORTS
-from ..sizing.validate import bracketed, host_port
+from ..sizing.validate import as_bool, bracketed, host_port
 from . import reference_1_13_3
 
 REFERENCES = {reference_1_13_3.VERSION: reference_1_13_3}
@@ -190,7 +190,8 @@ def _storage_env(storage: Mapping[str, Any]) -> Tuple[Dict[str, str], Dict[str, 
     if not storage:
         return {"STORAGE_TYPE": "opendal", "OPENDAL_SCHEME": "fs", "OPENDAL_FS_ROOT": "storage"}, \
             {"PLUGIN_STORAGE_TYPE": "local"}
-    path_style = "true" if storage.get("path_style", True) else "false"
+    # Read as Ansible reads booleans: the string "false" (an INI inventory's) is false.
+    path_style = "false" if as_bool(storage.get("path_style", True)) is False else "true"
     dify = {"STORAGE_TYPE": "s3", "S3_ENDPOINT": str(storage["endpoint"]), "S3_BUCKET_NAME": str(storage["bucket"]),
             "S3_REGION": str(storage.get("region") or "us-east-1"), "S3_USE_AWS_MANAGED_IAM": "false",
             # A field of Dify's S3 settings that .env.example does not list (boto3's addressing style).

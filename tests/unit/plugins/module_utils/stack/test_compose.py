@@ -177,3 +177,12 @@ def test_ipv6_fleet_brackets_every_address_joined_with_a_port():
     data = compose_project(plan, "data", S3)["compose"]["services"]
     assert data["redis"]["ports"] == ["[2001:db8::4]:6379:6379"]
     assert plan["fleet"]["gateway_upstreams"]["api"] == ["[2001:db8::2]:5001"]
+
+
+@pytest.mark.parametrize("given, style", [(True, "path"), ("yes", "path"), (False, "virtual"), ("false", "virtual"),
+                                          ("off", "virtual")])
+def test_path_style_is_read_as_ansible_reads_booleans(given, style):
+    storage = {"object_storage": {"endpoint": "https://s3.example", "bucket": "dify", "path_style": given}}
+    services = compose_project(fleet(), "app1", storage)["compose"]["services"]
+    assert services["api"]["environment"]["S3_ADDRESS_STYLE"] == style
+    assert services["plugin_daemon"]["environment"]["S3_USE_PATH_STYLE"] == ("true" if style == "path" else "false")
