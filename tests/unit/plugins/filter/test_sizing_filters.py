@@ -85,6 +85,8 @@ def test_plan_report_files_are_one_file_set_call():
     assert files[1]["content"] == filters["plan_reports"](plan)[files[1]["path"].rsplit("/", 1)[1]]
     with pytest.raises(AnsibleFilterError, match="absolute path"):
         filters["plan_report_files"](plan, "dify-plan")
+
+
 INI_FLEET = """
 [dify:children]
 dify_gateway
