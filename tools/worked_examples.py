@@ -39,6 +39,13 @@ EXAMPLES = [
       {"name": "gpu", "vcpus": 64, "memory_mb": 1031000, "components": ["gpu_inference"], "address": "10.0.3.41",
        "gpus": [dict(H100, index=i) for i in range(8)]}],
      {"object_storage": True}),
+    ("A fleet at scale: four app hosts on one database, through PgBouncer",
+     [{"name": "gw", "vcpus": 4, "memory_mb": 7900, "components": ["gateway"], "address": "10.0.0.2"}]
+     + [{"name": "app%d" % i, "vcpus": 32, "memory_mb": 128000, "components": ["app"], "address": "10.0.1.%d" % (10 + i)}
+        for i in range(1, 5)]
+     + [{"name": "db", "vcpus": 16, "memory_mb": 64000, "components": ["database", "redis", "vector_store"],
+         "address": "10.0.2.21", "disk_kind": "nvme"}],
+     {"object_storage": True}),
 ]
 
 
@@ -54,8 +61,9 @@ def render() -> str:
         fleet = plan["fleet"]
         pools = ", ".join("%s %d" % kv for kv in fleet["app_connections"].items())
         out += ["Fleet: vector store **%s**, Postgres `max_connections` **%d** (app pools: %s), worker_beat, "
-                "migrations and the plugin daemon on **%s**."
-                % (fleet["vector_store"], fleet["postgres_max_connections"], pools, fleet["worker_beat_host"])]
+                "migrations and the plugin daemon on **%s**. Pooler: **%s** (%s)."
+                % (fleet["vector_store"], fleet["postgres_max_connections"], pools, fleet["worker_beat_host"],
+                   fleet["postgres_pooler"], fleet["postgres_pooler_reason"])]
         for host in plan["hosts"].values():
             inference = host["settings"].get("inference")
             if inference and inference["enabled"]:

@@ -21,6 +21,9 @@ APP_SERVICES = ("api", "worker", "worker_beat", "web", "sandbox", "plugin_daemon
 # App services that run on one app host of a fleet only (the one that runs the migrations).
 SINGLETON_APP_SERVICES = ("worker_beat", "plugin_daemon")
 VECTOR_STORES = ("weaviate", "qdrant", "pgvector")
+# Connection poolers the plan may put in front of the database host's Postgres (dify_postgres_pooler).
+POSTGRES_POOLERS = ("pgbouncer",)
+POSTGRES_POOLER_CHOICES = ("auto",) + POSTGRES_POOLERS + ("none",)
 # Services whose data must never be swapped out: memswap_limit = mem_limit.
 DATA_SERVICES = ("db_postgres", "redis") + VECTOR_STORES
 
@@ -80,6 +83,9 @@ SERVICE_SPECS: Dict[str, ServiceSpec] = {
     "weaviate": ServiceSpec(floor_mb=1024, weight=3.0, cap_mb=None, cpu_weight=2.0),
     "qdrant": ServiceSpec(floor_mb=512, weight=2.5, cap_mb=None, cpu_weight=2.0),
     "pgvector": ServiceSpec(floor_mb=192, weight=2.0, cap_mb=None, cpu_weight=1.5),
+    # PgBouncer is one event-loop process: one core is all it can use, so its quota never throttles
+    # it. Its floor grows with the clients it admits (host.service_floor_mb, PGBOUNCER_CLIENT_KB).
+    "pgbouncer": ServiceSpec(floor_mb=32, weight=0.05, cap_mb=64, cpu_weight=1.0, cpu_cap=1.0),
     # CPU-side memory of the inference engine (weights stream through host memory on load).
     "inference": ServiceSpec(floor_mb=2048, weight=2.0, cap_mb=None, cpu_weight=2.0),
 }
@@ -96,6 +102,9 @@ CELERY_PROCESS_CAP_MB = 8192
 CELERY_PROCESS_MB = 420
 CELERY_GREENLET_MB = 8
 CELERY_POOL_CLASS = "gevent"
+# PgBouncer's memory per client connection ("low memory requirements, 2 kB per connection by
+# default", PgBouncer's own description; pkt_buf 4096).
+PGBOUNCER_CLIENT_KB = 2
 
 
 @dataclass(frozen=True)
@@ -134,11 +143,13 @@ def auto_profile(vcpus: int, memory_mb: int) -> str:
     return "large"
 
 
-def services_for(components: Tuple[str, ...], vector_store: str, runs_beat: bool = True) -> Tuple[str, ...]:
+def services_for(components: Tuple[str, ...], vector_store: str, runs_beat: bool = True,
+                 pooler: bool = False) -> Tuple[str, ...]:
     """The Compose services that the given components run on one host, in a stable order.
     Only one app host of a fleet (``runs_beat``) runs worker_beat, and the plugin daemon: daemons
     on several hosts forward plugin calls to each other's container addresses, which other hosts
-    cannot route (and upstream supports one daemon only), so every app host calls that one."""
+    cannot route (and upstream supports one daemon only), so every app host calls that one.
+    ``pooler``: the fleet puts PgBouncer in front of the database host's Postgres."""
     services = []
     if "gateway" in components:
         services.append("nginx")
@@ -146,6 +157,8 @@ def services_for(components: Tuple[str, ...], vector_store: str, runs_beat: bool
         services.extend(s for s in APP_SERVICES if runs_beat or s not in SINGLETON_APP_SERVICES)
     if "database" in components:
         services.append("db_postgres")
+        if pooler:
+            services.append("pgbouncer")
     if "redis" in components:
         services.append("redis")
     if "vector_store" in components:

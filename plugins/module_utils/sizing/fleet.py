@@ -10,22 +10,48 @@ from __future__ import annotations
 import ipaddress
 from collections import Counter
 from dataclasses import replace
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import validate
-from .catalog import PROFILES, REQUIRED_COMPONENTS, SINGLE_HOST_COMPONENTS, VECTOR_STORES, auto_profile, services_for
+from .catalog import (PROFILES, REQUIRED_COMPONENTS, SINGLE_HOST_COMPONENTS, VECTOR_STORES, auto_profile,
+                      services_for)
 from .errors import PlanError
 from .host import DISK_KINDS, HostInput, gateway_rate_limit, plan_host
 from .postgres import (STACK_POSTGRES_VERSIONS, PostgresMemoryError, host_provides_huge_pages, hot_table_settings,
                        postgres_settings)
-from .units import ceil_div
+from .units import ceil_div, clamp
 
 PLAN_VERSION = 1
 # Connections kept free for superusers, backups, monitoring and migrations.
 POSTGRES_RESERVED_CONNECTIONS = 15
 PORTS = {"api": 5001, "web": 3000, "plugin_daemon": 5002, "db_postgres": 5432, "redis": 6379,
-         "weaviate": 8080, "qdrant": 6333, "pgvector": 5433, "inference": 8000}
+         "weaviate": 8080, "qdrant": 6333, "pgvector": 5433, "inference": 8000, "pgbouncer": 6432}
 # pgvector is published on 5433: a split fleet may run the host's PostgreSQL beside it on 5432.
+# PgBouncer listens on its customary 6432.
+
+# Under dify_postgres_pooler 'auto', the most connections (clients' pools + the reserve) one
+# Postgres is given directly: 2.5 x PGTune's web-profile default of 200. A process per connection
+# costs memory and snapshot work even idle, and Dify's pools are mostly idle (every greenlet keeps
+# a connection); beyond this a transaction pooler serves them from a few server connections.
+POSTGRES_DIRECT_MAX_CONNECTIONS = 500
+# PgBouncer's server connections: 4 per database CPU - the PostgreSQL wiki's (2 x cores + spindles)
+# for busy connections, doubled because Dify's transactions also wait on Redis, the plugin daemon
+# and models while they hold one - at least PgBouncer's own default_pool_size (20), at most
+# PGTune's web default max_connections (200).
+PGBOUNCER_POOL_PER_CPU = 4
+PGBOUNCER_POOL_MIN = 20
+PGBOUNCER_POOL_MAX = 200
+# Dify's database; the pooler serves it alone (the plugin daemon's dify_plugin stays direct).
+POOLED_DATABASE = "dify"
+# psycopg2 sends Dify's "-c timezone=UTC" as the startup parameter options, which PgBouncer
+# refuses unless ignored; the server's timezone is set to UTC instead (extra_float_digits: JDBC's).
+PGBOUNCER_IGNORED_STARTUP_PARAMETERS = ("extra_float_digits", "options")
+# Descriptors PgBouncer needs beyond one per client and per server connection (listeners, logs,
+# DNS, the admin console).
+PGBOUNCER_SPARE_FILES = 100
+# Processes whose SQLAlchemy pools go through the pooler; the plugin daemon (Go, prepared
+# statements, which transaction pooling does not keep) stays on a direct connection.
+POOLED_PROCESSES = ("api", "worker", "worker_beat")
 
 
 def parse_host(raw: Mapping[str, Any], options: Mapping[str, Any], multi_host: bool, problems: List[str],
@@ -115,10 +141,49 @@ def choose_vector_store(requested: str, hosts: Sequence[HostInput], problems: Li
     return "weaviate"
 
 
-def app_connections(plan: Mapping[str, Any]) -> int:
-    """Postgres connections one app host can open at most: every process's full pool."""
+def app_connections(plan: Mapping[str, Any], services: Sequence[str] = POOLED_PROCESSES + ("plugin_daemon",)) -> int:
+    """Postgres connections one app host can open at most: every process's full pool (of the
+    given services)."""
     settings = plan["settings"]
-    return sum(settings.get(s, {}).get("db_connections", 0) for s in ("api", "worker", "worker_beat", "plugin_daemon"))
+    return sum(settings.get(s, {}).get("db_connections", 0) for s in services)
+
+
+def pgbouncer_pool_size(cpus: float) -> int:
+    """PgBouncer's server connections to Dify's database, from the CPUs Postgres may use."""
+    return int(clamp(PGBOUNCER_POOL_PER_CPU * max(1, int(cpus)), PGBOUNCER_POOL_MIN, PGBOUNCER_POOL_MAX))
+
+
+def needs_pooler(option: str, direct_max_connections: int, memory_holds: bool) -> Tuple[bool, str]:
+    """Whether the plan puts PgBouncer in front of Postgres, and why: asked for, or under 'auto'
+    when the clients' demand passes POSTGRES_DIRECT_MAX_CONNECTIONS or what Postgres's memory
+    holds in the worst case."""
+    if option in ("pgbouncer", "none"):
+        return option == "pgbouncer", "dify_postgres_pooler is %s" % option
+    if direct_max_connections > POSTGRES_DIRECT_MAX_CONNECTIONS:
+        return True, ("the pools need max_connections %d directly, above the %d one Postgres is given"
+                      % (direct_max_connections, POSTGRES_DIRECT_MAX_CONNECTIONS))
+    if not memory_holds:
+        return True, "Postgres's memory cannot hold max_connections %d in the worst case" % direct_max_connections
+    return False, "the pools need max_connections %d directly, within the %d one Postgres is given" % (
+        direct_max_connections, POSTGRES_DIRECT_MAX_CONNECTIONS)
+
+
+def pgbouncer_settings(pooled: int, pool_size: int) -> Dict[str, Any]:
+    """PgBouncer in transaction pooling: every pooled client admitted (their pools + the reserve),
+    ``pool_size`` server connections to Dify's database."""
+    clients = connection_limit(pooled)
+    return {
+        "pool_mode": "transaction",
+        "listen_port": PORTS["pgbouncer"],
+        "database": POOLED_DATABASE,
+        "max_client_conn": clients,
+        "default_pool_size": pool_size,
+        # One database and one user: one pool, and nothing may open more server connections.
+        "max_db_connections": pool_size,
+        "ignore_startup_parameters": list(PGBOUNCER_IGNORED_STARTUP_PARAMETERS),
+        "open_files": clients + pool_size + PGBOUNCER_SPARE_FILES,
+        "pooled_clients": pooled,
+    }
 
 
 def connection_limit(connections: int) -> int:
@@ -139,13 +204,25 @@ def allowed_networks(plans: Sequence[Mapping[str, Any]]) -> List[str]:
     return [str(n) for group in (v4, v6) for n in ipaddress.collapse_addresses(group)]
 
 
-def fleet_section(plans: Dict[str, Dict[str, Any]], vector_store: str, beat_host: Optional[str]) -> Dict[str, Any]:
-    """Settings only the whole fleet determines; also completes the data hosts' settings."""
+def fleet_section(plans: Dict[str, Dict[str, Any]], vector_store: str, beat_host: Optional[str],
+                  pooler: Tuple[bool, str] = (False, "")) -> Dict[str, Any]:
+    """Settings only the whole fleet determines; also completes the data hosts' settings.
+    ``pooler``: whether PgBouncer stands in front of Postgres (the database host's plan runs it)
+    and why (needs_pooler)."""
     single_node = len(plans) == 1
     apps = [p for p in plans.values() if "app" in p["components"]]
     connections = {p["name"]: app_connections(p) for p in apps}
-    max_connections = connection_limit(sum(connections.values()))
+    pooled = sum(app_connections(p, POOLED_PROCESSES) for p in apps)
     problems: List[str] = []
+    database = [p for p in plans.values() if "pgbouncer" in p["services"]]
+    if pooler[0] and database:
+        pool_size = pgbouncer_pool_size(database[0]["services"]["db_postgres"]["cpus"])
+        database[0]["settings"]["pgbouncer"] = pgbouncer_settings(pooled, pool_size)
+        _check_open_files(database[0], problems)
+        # The pooler's server connections, the plugin daemon's direct pool and the reserve.
+        max_connections = connection_limit(pool_size + sum(connections.values()) - pooled)
+    else:
+        max_connections = connection_limit(sum(connections.values()))
     for plan in plans.values():
         _complete_data_services(plan, max_connections, apps, problems)
         _complete_gateway(plan, apps)
@@ -159,6 +236,8 @@ def fleet_section(plans: Dict[str, Dict[str, Any]], vector_store: str, beat_host
         "worker_beat_host": beat_host,
         "migration_host": beat_host,
         "postgres_max_connections": max_connections,
+        "postgres_pooler": "pgbouncer" if pooler[0] and database else "none",
+        "postgres_pooler_reason": pooler[1],
         "app_connections": connections,
         "gateway_hosts": [p["name"] for p in plans.values() if "gateway" in p["components"]],
         "gateway_upstreams": {
@@ -186,6 +265,17 @@ def _complete_gateway(plan: Dict[str, Any], apps: Sequence[Mapping[str, Any]]) -
     nginx.update(rate_limit_rps=rps, rate_limit_burst=burst)
 
 
+def _check_open_files(plan: Mapping[str, Any], problems: List[str]) -> None:
+    """PgBouncer holds a descriptor per client and server connection: the host must grant them."""
+    need = plan["settings"]["pgbouncer"]["open_files"]
+    hard = plan["host_tuning"]["docker"]["nofile_hard"]
+    if need > hard:
+        problems.append("host '%s': PgBouncer needs %d open files for its %d clients but the host's containers may "
+                        "open at most %d (dify_open_files_limit or PID 1's hard limit); raise the host's limit "
+                        "(LimitNOFILE of PID 1, fs.nr_open) or run fewer app processes"
+                        % (plan["name"], need, plan["settings"]["pgbouncer"]["max_client_conn"], hard))
+
+
 def _postgres_server(plan: Mapping[str, Any], service: str, max_connections: int, naptime: int,
                      problems: List[str]) -> Optional[Dict[str, Any]]:
     """One Postgres service's settings, or None after appending why its memory cannot hold them."""
@@ -198,18 +288,29 @@ def _postgres_server(plan: Mapping[str, Any], service: str, max_connections: int
         problems.append("host '%s': service '%s' needs at least %d MiB for max_connections %d in the worst case "
                         "(shared_buffers, every connection's work_mem and process memory, autovacuum) but its "
                         "limit is %d MiB; give the host more memory, move other components off it, give "
-                        "'%s' a larger memory_mb override, or run fewer app processes (their pools make "
-                        "max_connections)"
-                        % (plan["name"], service, exc.need_mb, max_connections, exc.memory_mb, service))
+                        "'%s' a larger memory_mb override, run fewer app processes (their pools make "
+                        "max_connections)%s"
+                        % (plan["name"], service, exc.need_mb, max_connections, exc.memory_mb, service,
+                           "" if "pgbouncer" in plan["services"] or service != "db_postgres"
+                           else ", or put PgBouncer in front of it (dify_postgres_pooler: auto or pgbouncer)"))
         return None
+
+
+def _naptime(plan: Mapping[str, Any]) -> int:
+    """autovacuum_naptime (s) of the host's Postgres servers, by profile."""
+    return {"edge": 60, "small": 30}.get(plan["profile"], 15)
 
 
 def _complete_data_services(plan: Dict[str, Any], max_connections: int, apps: Sequence[Mapping[str, Any]],
                             problems: List[str]) -> None:
-    naptime = {"edge": 60, "small": 30}.get(plan["profile"], 15)
+    naptime = _naptime(plan)
     services = plan["services"]
     if "db_postgres" in services:
         pg = _postgres_server(plan, "db_postgres", max_connections, naptime, problems)
+        if pg is not None and "pgbouncer" in services:
+            # PgBouncer drops the clients' "-c timezone=UTC" (ignore_startup_parameters): the
+            # server's own default gives them UTC.
+            pg["timezone"] = "UTC"
         if pg is not None:
             plan["settings"]["postgres"] = {"server": pg, "hot_tables": hot_table_settings(),
                                             "shared_preload_libraries": ["pg_stat_statements"]}
@@ -255,18 +356,50 @@ def plan_fleet(raw_hosts: Sequence[Mapping[str, Any]], options: Optional[Mapping
         raise PlanError(problems)
 
     plans: Dict[str, Dict[str, Any]] = {}
+    hosts = [_with_beat(host, beat_host) for host in hosts]
     for host in hosts:
-        host = _with_beat(host, beat_host)
         plan = plan_host(host, vector_store, problems)
         if plan is not None:
             plans[host.name] = plan
     if problems:
         raise PlanError(problems)
-    fleet = fleet_section(plans, vector_store, beat_host)
+    pooler = _pooler_choice(opts["postgres_pooler"], plans)
+    if pooler[0]:
+        _replan_with_pooler(hosts, plans, vector_store, problems)
+        if problems:
+            raise PlanError(problems)
+    fleet = fleet_section(plans, vector_store, beat_host, pooler)
     # Only the choices go into the plan: object storage settings may carry credentials.
-    chosen = {"profile": opts["profile"], "vector_store": opts["vector_store"]}
+    chosen = {"profile": opts["profile"], "vector_store": opts["vector_store"],
+              "postgres_pooler": opts["postgres_pooler"]}
     return {"version": PLAN_VERSION, "options": chosen, "hosts": plans, "fleet": fleet}
 
 
 def _with_beat(host: HostInput, beat_host: Optional[str]) -> HostInput:
     return replace(host, runs_beat=host.name == beat_host)
+
+
+def _pooler_choice(option: str, plans: Mapping[str, Mapping[str, Any]]) -> Tuple[bool, str]:
+    """needs_pooler for the fleet planned without a pooler: its clients' demand, and whether the
+    database host's Postgres holds it directly."""
+    apps = [p for p in plans.values() if "app" in p["components"]]
+    direct = connection_limit(sum(app_connections(p) for p in apps))
+    holds = True
+    if option == "auto" and direct <= POSTGRES_DIRECT_MAX_CONNECTIONS:
+        for plan in plans.values():
+            if "db_postgres" in plan["services"]:
+                holds = _postgres_server(plan, "db_postgres", direct, _naptime(plan), []) is not None
+    return needs_pooler(option, direct, holds)
+
+
+def _replan_with_pooler(hosts: Sequence[HostInput], plans: Dict[str, Dict[str, Any]], vector_store: str,
+                        problems: List[str]) -> None:
+    """Plan the database host again with PgBouncer, whose floor counts the clients it admits. On a
+    single node the app services then get a little less memory, so their pools (and the clients)
+    can only shrink: the floor from this first count always suffices."""
+    pooled = sum(app_connections(p, POOLED_PROCESSES) for p in plans.values() if "app" in p["components"])
+    for host in hosts:
+        if "database" in host.components:
+            plan = plan_host(replace(host, pooler_clients=connection_limit(pooled)), vector_store, problems)
+            if plan is not None:
+                plans[host.name] = plan

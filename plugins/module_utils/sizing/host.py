@@ -15,7 +15,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from .allocate import water_fill
 from .catalog import (API_GREENLET_MB, API_PROCESS_CAP_MB, API_PROCESS_MB, CELERY_GREENLET_MB, CELERY_POOL_CLASS,
                       CELERY_PROCESS_CAP_MB, CELERY_PROCESS_MB, DATA_SERVICES, DIFY_MIN_MEMORY_MB, DIFY_MIN_VCPUS,
-                      DIFY_UPLOAD_LIMITS_MB, PROFILE_TARGETS, SERVICE_SPECS, ProfileTargets, auto_profile, services_for)
+                      DIFY_UPLOAD_LIMITS_MB, PGBOUNCER_CLIENT_KB, PROFILE_TARGETS, SERVICE_SPECS, ProfileTargets,
+                      auto_profile, services_for)
 from .gpu import plan_inference
 from .units import clamp, human_mb, round_cpus
 
@@ -54,16 +55,20 @@ class HostInput:
     open_files_limit: Optional[int] = None
     service_overrides: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     setting_overrides: Mapping[str, int] = field(default_factory=dict)
+    # Client connections the PgBouncer on this (database) host admits; 0: the fleet plans no pooler.
+    pooler_clients: int = 0
 
 
 @dataclass(frozen=True)
 class Counts:
-    """Processes and greenlets a host runs, which the memory floors and pools depend on."""
+    """Processes and greenlets a host runs, and the clients its PgBouncer admits: what the
+    memory floors and pools depend on."""
 
     api_processes: int
     api_greenlets: int
     worker_processes: int
     worker_greenlets: int
+    pooler_clients: int = 0
 
 
 def os_reserve_mb(memory_mb: int) -> int:
@@ -101,7 +106,7 @@ def smaller_counts(counts: Counts) -> Optional[Counts]:
     if counts.api_processes > 1 or counts.worker_processes > 1:
         return replace(counts, api_processes=max(1, counts.api_processes - 1),
                        worker_processes=max(1, counts.worker_processes - 1))
-    smallest = Counts(1, min(10, counts.api_greenlets), 1, min(4, counts.worker_greenlets))
+    smallest = Counts(1, min(10, counts.api_greenlets), 1, min(4, counts.worker_greenlets), counts.pooler_clients)
     return smallest if smallest != counts else None
 
 
@@ -112,6 +117,8 @@ def service_floor_mb(service: str, counts: Counts) -> int:
         return floor + counts.api_processes * (API_PROCESS_MB + counts.api_greenlets * API_GREENLET_MB)
     if service == "worker":
         return CELERY_PROCESS_MB + counts.worker_greenlets * CELERY_GREENLET_MB
+    if service == "pgbouncer":
+        return floor + -(-counts.pooler_clients * PGBOUNCER_CLIENT_KB // 1024)
     return floor
 
 
@@ -211,7 +218,7 @@ def plan_host(host: HostInput, vector_store: str, problems: List[str]) -> Option
     """The plan of one host, or None after appending the reasons to ``problems``."""
     before = len(problems)
     profile = auto_profile(host.vcpus, host.memory_mb) if host.profile == "auto" else host.profile
-    services = services_for(host.components, vector_store, host.runs_beat)
+    services = services_for(host.components, vector_store, host.runs_beat, host.pooler_clients > 0)
     reserve_mb = os_reserve_mb(host.memory_mb)
     usable = host.memory_mb - reserve_mb
     cpu_available = round_cpus(host.vcpus - cpu_reserve(host.vcpus))
@@ -287,7 +294,8 @@ def _fit_counts(host: HostInput, services: Tuple[str, ...], targets: ProfileTarg
                 usable: int, fixed: Mapping[str, int]) -> Tuple[Counts, Optional[Dict[str, int]], Dict[str, int]]:
     """The largest counts, from the profile's targets down, whose floors fit in the usable memory;
     counts the operator set are kept as set."""
-    counts: Optional[Counts] = target_counts(targets, cpu_available, host.setting_overrides)
+    counts: Optional[Counts] = replace(target_counts(targets, cpu_available, host.setting_overrides),
+                                       pooler_clients=host.pooler_clients)
     kept = {COUNT_OVERRIDES[k]: int(v) for k, v in host.setting_overrides.items() if k in COUNT_OVERRIDES}
     last = counts
     while counts is not None:

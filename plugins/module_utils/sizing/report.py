@@ -30,6 +30,10 @@ def key_settings(service: str, settings: Mapping[str, Any]) -> str:
     if service == "db_postgres" and "postgres" in settings:
         s = settings["postgres"]["server"]
         return "shared_buffers %s, work_mem %s, max_connections %d" % (s["shared_buffers"], s["work_mem"], s["max_connections"])
+    if service == "pgbouncer" and "pgbouncer" in settings:
+        s = settings["pgbouncer"]
+        return "%s pooling: %d clients over %d server connections" % (
+            s["pool_mode"], s["max_client_conn"], s["default_pool_size"])
     if service == "redis" and "redis" in settings:
         s = settings["redis"]
         return "maxmemory %d MiB, %s" % (s["maxmemory_mb"], s["maxmemory_policy"])
@@ -129,8 +133,8 @@ def fleet_summary(plan: Mapping[str, Any]) -> List[str]:
             name, host["profile"], ", ".join(host["services"]), human_mb(r["allocated_mb"]), human_mb(r["usable_mb"]),
             100 * r["allocated_mb"] // max(1, r["usable_mb"])))
     fleet = plan["fleet"]
-    lines.append("fleet: vector store %s, Postgres max_connections %d, worker_beat on %s" % (
-        fleet["vector_store"], fleet["postgres_max_connections"], fleet["worker_beat_host"]))
+    lines.append("fleet: vector store %s, Postgres max_connections %d (pooler: %s), worker_beat on %s" % (
+        fleet["vector_store"], fleet["postgres_max_connections"], fleet["postgres_pooler"], fleet["worker_beat_host"]))
     return lines
 
 

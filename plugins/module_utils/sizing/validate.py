@@ -22,7 +22,7 @@ import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
-from .catalog import COMPONENTS, PROFILES, SERVICE_SPECS, VECTOR_STORES
+from .catalog import COMPONENTS, POSTGRES_POOLER_CHOICES, PROFILES, SERVICE_SPECS, VECTOR_STORES
 from .host import OVERRIDABLE_SETTINGS
 
 # Bounds of a host: far above any machine sold today, low enough to catch a typo (a million vCPUs).
@@ -51,7 +51,7 @@ SERVICE_OVERRIDE_KEYS = ("memory_mb", "cpus")
 OVERRIDE_KEYS = ("services", "settings")
 HOST_KEYS = ("name", "components", "vcpus", "memory_mb", "architecture", "address", "disk_kind", "gpus", "profile",
              "worker_beat", "overrides", "open_files_limit")
-OPTION_KEYS = ("profile", "vector_store", "object_storage")
+OPTION_KEYS = ("profile", "vector_store", "object_storage", "postgres_pooler")
 STORAGE_KEYS = ("endpoint", "bucket", "region", "path_style", "plugin_bucket")
 # S3 bucket names: 3-63 lowercase letters, digits, dots and hyphens, a letter or digit at each end.
 BUCKET_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -484,14 +484,15 @@ def _loopback_host(host: str) -> bool:
 
 
 def checked_options(options: Any, problems: List[str]) -> Dict[str, Any]:
-    """The fleet options: profile (dify_profile_default), vector_store (dify_vector_store) and
-    object_storage (dify_object_storage, reduced to whether it is configured)."""
-    clean: Dict[str, Any] = {"profile": "auto", "vector_store": "auto", "object_storage": False}
+    """The fleet options: profile (dify_profile_default), vector_store (dify_vector_store),
+    object_storage (dify_object_storage, reduced to whether it is configured) and postgres_pooler
+    (dify_postgres_pooler)."""
+    clean: Dict[str, Any] = {"profile": "auto", "vector_store": "auto", "object_storage": False, "postgres_pooler": "auto"}
     if options is None:
         return clean
     if not isinstance(options, Mapping):
         problems.append("the plan's options must be a mapping of %s, got %s; pass "
-                        "{'profile': ..., 'vector_store': ..., 'object_storage': ...}"
+                        "{'profile': ..., 'vector_store': ..., 'object_storage': ..., 'postgres_pooler': ...}"
                         % (", ".join(OPTION_KEYS), describe(options)))
         return clean
     for key in options:
@@ -499,7 +500,8 @@ def checked_options(options: Any, problems: List[str]) -> Dict[str, Any]:
             problems.append("the plan's options have an unknown key %s%s (known: %s); remove it"
                             % (describe(key), suggestion(key, OPTION_KEYS), ", ".join(OPTION_KEYS)))
     for key, variable, choices in (("profile", "dify_profile_default", ("auto",) + PROFILES),
-                                   ("vector_store", "dify_vector_store", ("auto",) + VECTOR_STORES)):
+                                   ("vector_store", "dify_vector_store", ("auto",) + VECTOR_STORES),
+                                   ("postgres_pooler", "dify_postgres_pooler", POSTGRES_POOLER_CHOICES)):
         value = options.get(key)
         if value is None or value == "":
             continue

@@ -34,6 +34,17 @@ LOOPBACK_NAMES = frozenset(("localhost", "localhost.localdomain", "ip6-localhost
 HOST_SERVICES_WHEN_SPLIT = ("nginx", "db_postgres")
 # Inference engines' images; the weights each plan tier loads come from the plan (sizing/gpu.py).
 INFERENCE_IMAGES = {"vllm": "vllm/vllm-openai:v0.9.2", "ollama": "ollama/ollama:0.9.6"}
+# PgBouncer, when the plan puts it in front of Postgres: edoburu/docker-pgbouncer, whose entry
+# point writes pgbouncer.ini and userlist.txt from its environment at start (PgBouncer 1.24.1).
+PGBOUNCER_IMAGE = "edoburu/pgbouncer:v1.24.1-p1"
+# The variables of that entry point the collection sets (its contract: the image's entrypoint.sh).
+PGBOUNCER_ENV = frozenset(("DB_HOST", "DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NAME", "AUTH_TYPE", "POOL_MODE",
+                           "MAX_CLIENT_CONN", "DEFAULT_POOL_SIZE", "MAX_DB_CONNECTIONS", "IGNORE_STARTUP_PARAMETERS",
+                           "LISTEN_ADDR", "LISTEN_PORT", "STATS_USERS", "ADMIN_USERS", "SERVER_RESET_QUERY",
+                           "QUERY_WAIT_TIMEOUT", "SERVER_IDLE_TIMEOUT", "LOG_CONNECTIONS", "LOG_DISCONNECTIONS",
+                           "LOG_POOLER_ERRORS", "LOG_STATS", "STATS_PERIOD", "VERBOSE"))
+# Services that are not Dify's: their variables are checked against their images' contracts.
+OTHER_SERVICE_ENV = {"pgbouncer": PGBOUNCER_ENV}
 OLLAMA_PORT = 11434
 WEAVIATE_GRPC_PORT = 50051
 SANDBOX_PORT = 8194
@@ -88,6 +99,16 @@ def endpoint(plan: Mapping[str, Any], component: str, service: str) -> Tuple[str
     else:
         holder = hosts_with(plan, component)[0]
     return str(holder["address"]), PORTS[service]
+
+
+def pooled(plan: Mapping[str, Any]) -> bool:
+    """Whether the plan puts PgBouncer in front of the database host's Postgres."""
+    return plan["fleet"].get("postgres_pooler", "none") == "pgbouncer"
+
+
+def database_endpoint(plan: Mapping[str, Any]) -> Tuple[str, int]:
+    """Where Dify's api, worker and beat reach their database: PgBouncer when the plan has one."""
+    return endpoint(plan, "database", "pgbouncer" if pooled(plan) else "db_postgres")
 
 
 def _unusable_host(host: str) -> bool:
@@ -207,7 +228,7 @@ def _storage_env(storage: Mapping[str, Any]) -> Tuple[Dict[str, str], Dict[str, 
 
 def app_env(plan: Mapping[str, Any], storage: Mapping[str, Any], url: str) -> Dict[str, str]:
     """The settings api, worker and worker_beat share (Dify's x-shared-env)."""
-    db_host, db_port = endpoint(plan, "database", "db_postgres")
+    db_host, db_port = database_endpoint(plan)
     redis_host, redis_port = endpoint(plan, "redis", "redis")
     env = {
         "LOG_LEVEL": "INFO", "DEPLOY_ENV": "PRODUCTION", "SECRET_KEY": secret("SECRET_KEY"),
@@ -293,7 +314,7 @@ def app_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str], 
     host_plan = plan["hosts"][host]
     planned, settings = host_plan["services"], host_plan["settings"]
     shared = app_env(plan, storage, url)
-    waits = {"db_postgres": "service_healthy", "redis": "service_healthy"}
+    waits = {"db_postgres": "service_healthy", "pgbouncer": "service_healthy", "redis": "service_healthy"}
     storage_volume = ["./%s:/app/api/storage" % DATA_DIRS["api"]]
     networks = ["default", "ssrf_proxy_network"]
     out: Dict[str, Any] = {}
@@ -344,8 +365,43 @@ def app_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str], 
     return {name: spec for name, spec in out.items() if name in services}
 
 
+def pgbouncer_service(plan: Mapping[str, Any], host: str, images: Mapping[str, str]) -> Dict[str, Any]:
+    """PgBouncer in front of the database host's Postgres, in transaction pooling, with the plan's
+    client and server connections. On a single node it joins the project's network and reaches
+    db_postgres by name. On a split fleet Postgres runs on the host itself and admits the Dify role
+    from localhost: PgBouncer shares the host's network, reaches it on 127.0.0.1 and listens on
+    loopback and the host's address, where the firewall admits only the app hosts."""
+    host_plan = plan["hosts"][host]
+    bouncer = host_plan["settings"]["pgbouncer"]
+    single = plan["fleet"]["single_node"]
+    port = bouncer["listen_port"]
+    env = {
+        "DB_HOST": "db_postgres" if single else "127.0.0.1", "DB_PORT": str(PORTS["db_postgres"]),
+        "DB_USER": DB_USER, "DB_PASSWORD": secret("DB_PASSWORD"), "DB_NAME": bouncer["database"],
+        # userlist.txt then holds the password itself, which SCRAM towards Postgres needs.
+        "AUTH_TYPE": "scram-sha-256", "POOL_MODE": bouncer["pool_mode"],
+        "MAX_CLIENT_CONN": str(bouncer["max_client_conn"]), "DEFAULT_POOL_SIZE": str(bouncer["default_pool_size"]),
+        "MAX_DB_CONNECTIONS": str(bouncer["max_db_connections"]),
+        "IGNORE_STARTUP_PARAMETERS": ",".join(bouncer["ignore_startup_parameters"]),
+        "LISTEN_ADDR": "0.0.0.0" if single else "127.0.0.1,%s" % host_plan["address"], "LISTEN_PORT": str(port),
+        # Dify's role may read the pooler's statistics (SHOW POOLS, SHOW CLIENTS), nothing more.
+        "STATS_USERS": DB_USER,
+    }
+    files = bouncer["open_files"]
+    extra: Dict[str, Any] = {"ulimits": {"nofile": {"soft": files, "hard": files}}}
+    if single:
+        extra.update(_depends(["db_postgres"], {"db_postgres": "service_healthy"}))
+    else:
+        extra["network_mode"] = "host"
+    # A query through the pooler: healthy only once PgBouncer reaches Postgres with the credentials.
+    probe = ('PGPASSWORD="$$DB_PASSWORD" psql -h 127.0.0.1 -p %d -U %s -d %s -tAc "SELECT 1" | grep -qx 1'
+             % (port, DB_USER, bouncer["database"]))
+    return {"pgbouncer": _service(images["pgbouncer"], env, host_plan["services"]["pgbouncer"], **extra,
+                                  **_healthcheck(["CMD-SHELL", probe], "10s"))}
+
+
 def data_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str], services: Sequence[str]) -> Dict[str, Any]:
-    """db_postgres (single node), redis and the vector store of one host."""
+    """db_postgres (single node), PgBouncer, redis and the vector store of one host."""
     host_plan = plan["hosts"][host]
     planned, settings = host_plan["services"], host_plan["settings"]
     out: Dict[str, Any] = {}
@@ -360,6 +416,8 @@ def data_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str],
             volumes=["./%s:/var/lib/postgresql/data" % DATA_DIRS["db_postgres"],
                      "./postgres/postgresql.dify.conf:/etc/postgresql/postgresql.conf:ro"],
             **_healthcheck(["CMD", "pg_isready", "-h", "localhost", "-U", DB_USER, "-d", DATABASES[0]]))
+    if "pgbouncer" in services:
+        out.update(pgbouncer_service(plan, host, images))
     if "redis" in services:
         redis = settings["redis"]
         out["redis"] = _service(images["redis"], {"REDISCLI_AUTH": secret("REDIS_PASSWORD")}, planned["redis"],
@@ -472,6 +530,7 @@ def images_for(version: str, overrides: Optional[Mapping[str, str]] = None, engi
     ref = reference(version)
     images = {name: ref.IMAGES[name] for name in ref.IMAGES}
     images["inference"] = INFERENCE_IMAGES[engine]
+    images["pgbouncer"] = PGBOUNCER_IMAGE
     images.update(overrides or {})
     return images
 
@@ -518,7 +577,7 @@ def unknown_env(project: Mapping[str, Any], version: str) -> List[str]:
     for service, spec in project.get("services", {}).items():
         if service == "inference":
             continue
-        known = set(ref.SERVICE_ENV_NAMES.get(service, ())) | RUNTIME_ENV
+        known = set(OTHER_SERVICE_ENV.get(service) or ref.SERVICE_ENV_NAMES.get(service, ())) | RUNTIME_ENV
         if service in ref.SHARED_ENV_SERVICES:
             known |= ref.ENV_NAMES | ref.SETTINGS_NAMES
         problems += ["%s: %s" % (service, name) for name in spec.get("environment", {}) if name not in known]
@@ -559,6 +618,10 @@ def firewall_rules(plan: Mapping[str, Any], host: str, project: Mapping[str, Any
         for port in ports:
             published = int(port.rsplit(":", 2)[-2])
             rules.append({"service": service, "port": published, "sources": list(sources.get(service, []))})
+    # PgBouncer listens on the host's own network (beside the host's Postgres): the app hosts only.
+    if project.get("services", {}).get("pgbouncer", {}).get("network_mode") == "host":
+        port = plan["hosts"][host]["settings"]["pgbouncer"]["listen_port"]
+        rules.append({"service": "pgbouncer", "port": port, "sources": list(access["database"])})
     return rules
 
 

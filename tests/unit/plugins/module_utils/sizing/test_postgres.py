@@ -90,10 +90,17 @@ def test_postgres_too_small_for_its_connections_is_refused_with_need_and_fix():
              host("db", 2, 2 * GIB, ["database", "redis", "vector_store"], address="10.0.0.3",
                   overrides={"services": {"db_postgres": {"memory_mb": 300}}})]
     with pytest.raises(Exception) as refused:
-        plan_fleet(fleet, {"vector_store": "qdrant"})
+        plan_fleet(fleet, {"vector_store": "qdrant", "postgres_pooler": "none"})
     message = str(refused.value)
     assert "host 'db': service 'db_postgres' needs at least" in message and "its limit is 300 MiB" in message
     assert "give the host more memory" in message
+    assert "put PgBouncer in front of it (dify_postgres_pooler: auto or pgbouncer)" in message
+    # Under 'auto' the same fleet gets PgBouncer instead of the refusal: Postgres then holds only
+    # the pooler's server connections, the plugin daemon's pool and the reserve.
+    plan = plan_fleet(fleet, {"vector_store": "qdrant"})
+    assert plan["fleet"]["postgres_pooler"] == "pgbouncer"
+    assert plan["fleet"]["postgres_pooler_reason"].startswith("Postgres's memory cannot hold max_connections")
+    assert plan["hosts"]["db"]["settings"]["postgres"]["server"]["max_connections"] == 60
 
 
 @settings(max_examples=400, deadline=None)

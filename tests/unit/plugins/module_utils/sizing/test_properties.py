@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from ansible_collections.difyops.dify.plugins.module_utils.sizing.catalog import DIFY_MIN_MEMORY_MB, DIFY_UPLOAD_LIMITS_MB
 from ansible_collections.difyops.dify.plugins.module_utils.sizing.errors import PlanError
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
+from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import POSTGRES_DIRECT_MAX_CONNECTIONS, plan_fleet
 from ansible_collections.difyops.dify.plugins.module_utils.sizing.host import os_reserve_mb, service_floor_mb, Counts
 from ansible_collections.difyops.dify.plugins.module_utils.sizing.postgres import worst_case_kb
 
@@ -55,12 +55,13 @@ def shape(draw):
 @st.composite
 def fleet(draw):
     layout = draw(st.sampled_from(["single", "single+gpu", "split"]))
+    pooler = draw(st.sampled_from(["auto", "auto", "pgbouncer", "none"]))
     if layout.startswith("single"):
         components = ["gateway", "app", "database", "redis", "vector_store"]
         shp = draw(shape())
         if layout == "single+gpu" and shp["gpus"]:
             components.append("gpu_inference")
-        return [dict(shp, name="node", components=components)], {}
+        return [dict(shp, name="node", components=components)], {} if pooler == "auto" else {"postgres_pooler": pooler}
     roles = [["gateway"], ["app"], ["app"], ["database", "redis"], ["vector_store"]]
     if draw(st.booleans()):
         roles.append(["gpu_inference"])
@@ -70,7 +71,8 @@ def fleet(draw):
         if "gpu_inference" in components and not shp["gpus"]:
             shp["gpus"] = [draw(gpu)]
         hosts.append(dict(shp, name="h%d" % i, components=components, address="10.1.0.%d" % (10 + i)))
-    return hosts, {"object_storage": True, "vector_store": draw(st.sampled_from(["auto", "weaviate", "qdrant", "pgvector"]))}
+    return hosts, {"object_storage": True, "vector_store": draw(st.sampled_from(["auto", "weaviate", "qdrant", "pgvector"])),
+                   "postgres_pooler": pooler}
 
 
 REQUEST_PATH = ("nginx", "api", "web", "sandbox", "plugin_daemon", "db_postgres", "pgvector", "weaviate", "qdrant")
@@ -121,6 +123,14 @@ def check_host(plan, raw):
         assert settings["nginx"]["worker_rlimit_nofile"] >= 2 * settings["nginx"]["worker_connections"]
         # Kept-alive upstream connections would hold the api's greenlet slots (see host.nginx_settings).
         assert settings["nginx"]["upstream_keepalive"]["api"] == 0
+    if "pgbouncer" in settings:
+        # One event-loop process: at most one core (a quota where the host has more); memory for
+        # every client it admits.
+        assert services["pgbouncer"]["cpus"] <= 1
+        assert services["pgbouncer"]["cpu_quota"] == (resources["cpu_available"] > 1)
+        clients = settings["pgbouncer"]["max_client_conn"]
+        assert services["pgbouncer"]["memory_mb"] >= service_floor_mb("pgbouncer", Counts(1, 10, 1, 4, clients))
+        assert settings["pgbouncer"]["pool_mode"] == "transaction"
     if "redis" in settings:
         assert settings["redis"]["maxmemory_mb"] < services["redis"]["memory_mb"]
         assert not settings["redis"]["maxmemory_policy"].startswith("allkeys")
@@ -170,12 +180,22 @@ def test_plans_fit_or_are_refused(case):
     for name, host_plan in plan["hosts"].items():
         check_host(host_plan, raw[name])
     pools = sum(fleet_plan["app_connections"].values())
-    assert fleet_plan["postgres_max_connections"] >= pools
+    # Every pool is counted: by Postgres directly, or by PgBouncer (all but the plugin daemon's).
+    direct = sum(h["settings"].get("plugin_daemon", {}).get("db_connections", 0) for h in plan["hosts"].values())
+    pooled = [h["settings"]["pgbouncer"] for h in plan["hosts"].values() if "pgbouncer" in h["settings"]]
+    if fleet_plan["postgres_pooler"] == "none":
+        assert not pooled
+        assert fleet_plan["postgres_max_connections"] >= pools
+    else:
+        assert pooled[0]["max_client_conn"] >= pools - direct
+        assert fleet_plan["postgres_max_connections"] >= pooled[0]["default_pool_size"] + direct
+    if options.get("postgres_pooler", "auto") == "auto":
+        assert fleet_plan["postgres_max_connections"] <= POSTGRES_DIRECT_MAX_CONNECTIONS
     for host_plan in plan["hosts"].values():
         if "postgres" in host_plan["settings"]:
             db = host_plan["services"]["db_postgres"]
             pg = host_plan["settings"]["postgres"]["server"]
-            assert pg["max_connections"] >= pools
+            assert pg["max_connections"] == fleet_plan["postgres_max_connections"]
             check_postgres(pg, db["memory_mb"], db["cpus"])
         if "pgvector" in host_plan["services"]:
             vector = host_plan["services"]["pgvector"]
