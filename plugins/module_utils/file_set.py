@@ -17,7 +17,7 @@ import pwd
 import stat
 import tempfile
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
 
 class FileSetError(Exception):
@@ -35,8 +35,20 @@ class Entry:
     validate: Optional[str] = None  # files only: a command with %s for the candidate file
 
 
-def parse_mode(value: str, path: str) -> int:
-    text = str(value)
+def check_path(path: str) -> str:
+    """The path itself, when it is absolute: a relative one would land wherever the module runs."""
+    if not os.path.isabs(path):
+        raise FileSetError("%s: not an absolute path" % path)
+    return path
+
+
+def parse_mode(value: Any, path: str) -> int:
+    """An octal mode given as a string. A number is refused: YAML reads an unquoted 0640 as the
+    octal number 416, and 416 read as octal digits (0o416) would make the file world-writable."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise FileSetError("%s: mode %d is a number, not a quoted string: YAML reads an unquoted 0%o as the number %d; "
+                           "quote it, such as mode: '0%o'" % (path, value, value, value, value))
+    text = value if isinstance(value, str) else ""
     if not text.isdigit() or any(digit > "7" for digit in text) or len(text) > 4:
         raise FileSetError("%s: mode %r is not an octal mode such as '0644'" % (path, value))
     return int(text, 8)
@@ -93,21 +105,34 @@ def differences(entry: Entry) -> List[str]:
     return found
 
 
-def _set_attributes(path: str, entry: Entry) -> None:
-    if entry.owner is not None or entry.group is not None:
-        os.chown(path, -1 if entry.owner is None else entry.owner, -1 if entry.group is None else entry.group)
+def ownership(entry: Entry, old: Optional[os.stat_result]) -> Tuple[int, int]:
+    """The uid and gid a file's replacement gets (-1: the writer's own): the entry's where given,
+    else those of the file it replaces, so an owner or group left out stays as it was."""
+    uid = entry.owner if entry.owner is not None else (old.st_uid if old is not None else -1)
+    gid = entry.group if entry.group is not None else (old.st_gid if old is not None else -1)
+    return uid, gid
+
+
+def _set_attributes(path: str, entry: Entry, owner: Optional[Tuple[int, int]] = None) -> None:
+    uid, gid = owner if owner is not None else ownership(entry, None)
+    if (uid, gid) != (-1, -1):
+        os.chown(path, uid, gid)
     os.chmod(path, entry.mode)
 
 
 def _write(entry: Entry, run_validate: Callable[[str, str], Optional[str]]) -> None:
     directory = os.path.dirname(entry.path) or "."
+    try:
+        old: Optional[os.stat_result] = os.lstat(entry.path)
+    except FileNotFoundError:
+        old = None
     fd, candidate = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(entry.path))
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(entry.content or b"")
             handle.flush()
             os.fsync(handle.fileno())
-        _set_attributes(candidate, entry)
+        _set_attributes(candidate, entry, ownership(entry, old))
         if entry.validate:
             problem = run_validate(entry.validate, candidate)
             if problem is not None:

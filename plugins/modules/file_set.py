@@ -24,7 +24,8 @@ description:
     and names the file and the command's output.
   - The content of a file marked C(secret=true) is masked in the task's arguments and results and
     never shown in a diff, so a task that writes secrets needs no C(no_log) and still reports
-    which paths changed.
+    which paths changed. Every file's content is masked before any argument is checked, so a task
+    that fails on a bad owner, group, mode or path shows no content either.
   - Entries are applied one by one. When one fails, the ones before it have been applied and the
     failure lists them, so a rerun after fixing the cause converges.
 author:
@@ -37,12 +38,14 @@ options:
     default: []
     suboptions:
       path:
-        description: Absolute path.
+        description: Absolute path; a relative one is refused.
         type: path
         required: true
       mode:
-        description: Octal mode as a string, such as V('0755').
-        type: str
+        description:
+          - Octal mode as a quoted string, such as V('0755'). A number is refused - YAML reads an
+            unquoted V(0755) as the number 493 - with a message that says to quote it.
+        type: raw
         default: "0755"
       owner:
         description: User name or uid; left as it is when omitted.
@@ -57,22 +60,32 @@ options:
     default: []
     suboptions:
       path:
-        description: Absolute path.
+        description: Absolute path; a relative one is refused.
         type: path
         required: true
       content:
-        description: The file's whole content (text, written as UTF-8).
+        description:
+          - The file's whole content (text, written as UTF-8).
+          - Masked in everything the module returns from the moment its arguments are read, so a
+            task that fails on any argument never shows it. The content of a file that is not
+            O(files[].secret) is unmasked again once the arguments are valid, for its diff.
         type: str
         required: true
       mode:
-        description: Octal mode as a string, such as V('0644').
-        type: str
+        description:
+          - Octal mode as a quoted string, such as V('0644'). A number is refused - YAML reads an
+            unquoted V(0644) as the number 420 - with a message that says to quote it.
+        type: raw
         required: true
       owner:
-        description: User name or uid; left as it is when omitted.
+        description:
+          - User name or uid. When omitted, a rewritten file keeps the owner of the file it
+            replaces, and a new one belongs to the user the module runs as.
         type: str
       group:
-        description: Group name or gid; left as it is when omitted.
+        description:
+          - Group name or gid. When omitted, a rewritten file keeps the group of the file it
+            replaces, and a new one gets the group the module runs as.
         type: str
       validate:
         description:
@@ -142,7 +155,7 @@ import shlex
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
 from ansible_collections.difyops.dify.plugins.module_utils.file_set import (
-    Entry, FileSetError, apply, differences, parse_mode, resolve_group, resolve_user)
+    Entry, FileSetError, apply, check_path, differences, parse_mode, resolve_group, resolve_user)
 
 _COMMON = {
     "path": {"type": "path", "required": True},
@@ -154,18 +167,25 @@ _COMMON = {
 def entries(params: dict) -> list:
     found = []
     for item in params["directories"]:
-        path = item["path"]
+        path = check_path(item["path"])
         found.append((Entry(path=path, kind="directory", mode=parse_mode(item["mode"], path),
                             owner=resolve_user(item["owner"], path), group=resolve_group(item["group"], path)),
                       False))
     for item in params["files"]:
-        path = item["path"]
+        path = check_path(item["path"])
         found.append((Entry(path=path, kind="file", mode=parse_mode(item["mode"], path),
                             owner=resolve_user(item["owner"], path), group=resolve_group(item["group"], path),
                             content=to_bytes(item["content"], errors="surrogate_or_strict"),
                             validate=item["validate"]),
                       item["secret"]))
     return found
+
+
+def shown_contents(files: list) -> set:
+    """The contents that may be shown (their files are not secret, and no secret file has the same
+    content), as AnsibleModule lists no_log values."""
+    hidden = {to_native(item["content"]) for item in files if item["secret"]}
+    return {to_native(item["content"]) for item in files if not item["secret"] and item["content"]} - hidden
 
 
 def old_content(path: str, found: list) -> str:
@@ -179,16 +199,19 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "directories": {"type": "list", "elements": "dict", "default": [], "options": dict(
-                _COMMON, mode={"type": "str", "default": "0755"})},
+                _COMMON, mode={"type": "raw", "default": "0755"})},
             "files": {"type": "list", "elements": "dict", "default": [], "options": dict(
                 _COMMON,
-                content={"type": "str", "required": True},
-                mode={"type": "str", "required": True},
+                # Masked before anything else is checked; non-secret contents are shown again below.
+                content={"type": "str", "required": True, "no_log": True},
+                mode={"type": "raw", "required": True},
                 validate={"type": "str"},
                 secret={"type": "bool", "default": False})},
         },
         supports_check_mode=True,
     )
+    # The arguments are valid: a file that is not secret shows its content (its diff, its arguments).
+    module.no_log_values.difference_update(shown_contents(module.params["files"]))
 
     def run_validate(command: str, candidate: str):
         if "%s" not in command:
@@ -199,9 +222,6 @@ def main() -> None:
     changed_paths, changes, diffs = [], {}, []
     try:
         planned = entries(module.params)
-        # Masks each secret file's content in everything the module returns, its arguments included.
-        # (An empty content is not masked: it would mask the empty string inside every value.)
-        module.no_log_values.update(to_text(entry.content) for entry, secret in planned if secret and entry.content)
         for entry, secret in planned:
             found = differences(entry)
             if not found:

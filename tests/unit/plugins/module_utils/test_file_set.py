@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from ansible_collections.difyops.dify.plugins.module_utils.file_set import (
-    Entry, FileSetError, apply, differences, parse_mode, resolve_user)
+    Entry, FileSetError, apply, check_path, differences, ownership, parse_mode, resolve_user)
 
 
 def never(command, candidate):
@@ -99,10 +99,45 @@ def test_octal_modes(value):
     assert parse_mode(value, "/p") == int(value, 8)
 
 
-@pytest.mark.parametrize("value", ["0o644", "rw-r--r--", "0648", "07777", ""])
+@pytest.mark.parametrize("value", ["0o644", "rw-r--r--", "0648", "07777", "", None, 6.4, True])
 def test_bad_modes_name_the_path(value):
     with pytest.raises(FileSetError, match="^/p: mode"):
         parse_mode(value, "/p")
+
+
+@pytest.mark.parametrize("value, quoted", [(0o640, "0640"), (0o755, "0755"), (644, "01204")])
+def test_a_mode_that_yaml_read_as_a_number_is_refused_and_told_to_be_quoted(value, quoted):
+    # An unquoted `mode: 0640` reaches the module as 416; read as octal digits it was 0o416 (world-writable).
+    with pytest.raises(FileSetError, match="^/p: mode %d is a number, not a quoted string: .* quote it, such as mode: '%s'"
+                       % (value, quoted)):
+        parse_mode(value, "/p")
+
+
+@pytest.mark.parametrize("path", ["opt/dify/.env", ".env", "./x", "~user/x", ""])
+def test_relative_paths_are_refused(path):
+    with pytest.raises(FileSetError, match="not an absolute path"):
+        check_path(path)
+    assert check_path("/opt/dify/.env") == "/opt/dify/.env"
+
+
+def test_a_rewrite_keeps_the_owner_and_group_it_was_not_given():
+    old = os.stat_result((0o100600, 0, 0, 1, 4242, 4343, 0, 0, 0, 0))
+    assert ownership(Entry(path="/p", kind="file", mode=0o600), old) == (4242, 4343)
+    assert ownership(Entry(path="/p", kind="file", mode=0o600, owner=7), old) == (7, 4343)
+    assert ownership(Entry(path="/p", kind="file", mode=0o600, group=8), old) == (4242, 8)
+    assert ownership(Entry(path="/p", kind="file", mode=0o600), None) == (-1, -1)  # new: the writer's own
+
+
+def test_a_rewritten_file_keeps_its_owner_on_disk(tmp_path):
+    if os.getuid() != 0:
+        pytest.skip("giving a file another owner needs root")
+    path = tmp_path / "f"
+    path.write_bytes(b"old\n")
+    os.chown(path, 4242, 4343)
+    entry = Entry(path=str(path), kind="file", mode=0o600, content=b"new\n")
+    apply(entry, differences(entry), never)
+    info = os.stat(path)
+    assert path.read_bytes() == b"new\n" and (info.st_uid, info.st_gid) == (4242, 4343)
 
 
 def test_owners_by_name_or_number():
@@ -148,3 +183,30 @@ def test_the_module_fails_on_validation_and_says_what_it_applied(tmp_path):
     assert "compose.yaml failed validation, so it was not replaced" in result["msg"]
     assert result["msg"].endswith("applied before it: %s" % (tmp_path / "p"))
     assert not (tmp_path / "p" / "compose.yaml").exists()
+
+
+SECRET = "SECRET_KEY=never-shown-5d41402abc4b2a76\n"
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"owner": "no-such-user-difyops"}, "owner 'no-such-user-difyops' is not a user"),
+    ({"group": "no-such-group-difyops"}, "group 'no-such-group-difyops' is not a group"),
+    ({"mode": "rw-------"}, "mode 'rw-------' is not an octal mode"),
+    ({"mode": 416}, "mode 416 is a number, not a quoted string"),
+    ({"path": "relative/.env"}, "relative/.env: not an absolute path"),
+    ({"secret": "maybe"}, "secret"),
+])
+def test_a_secret_file_with_a_bad_argument_fails_without_showing_its_content(tmp_path, bad, message):
+    args = {"files": [dict({"path": str(tmp_path / ".env"), "content": SECRET, "mode": "0600", "secret": True}, **bad),
+                      {"path": str(tmp_path / "plain"), "content": "plain text\n", "mode": "0644"}]}
+    result = run_module(args)
+    assert result["failed"] and message in result["msg"]
+    assert "never-shown" not in json.dumps(result)
+    assert not (tmp_path / ".env").exists()
+
+
+def test_a_file_that_is_not_secret_still_shows_its_content_in_its_arguments_and_diff(tmp_path):
+    args = {"files": [{"path": str(tmp_path / "plain"), "content": "plain text\n", "mode": "0644"}]}
+    result = run_module(args, diff=True)
+    assert result["invocation"]["module_args"]["files"][0]["content"] == "plain text\n"
+    assert result["diff"][0]["after"] == "plain text\n"
