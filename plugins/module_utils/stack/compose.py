@@ -479,11 +479,34 @@ OLLAMA_START = ('ollama serve & server=$$!; until ollama list >/dev/null 2>&1; d
                 'ollama pull "$$DIFYOPS_MODEL" && ollama run "$$DIFYOPS_MODEL" "" </dev/null || exit 1; wait $$server')
 
 
+def inference_port(engine: str) -> int:
+    """The port the inference server listens on inside its container."""
+    return PORTS["inference"] if engine == "vllm" else OLLAMA_PORT
+
+
+def inference_endpoint(plan: Mapping[str, Any], host: str) -> str:
+    """Where Dify reaches a host's model server: on a single node its service name on the
+    project's network (nothing is published); on a split fleet the host's address."""
+    if plan["fleet"]["single_node"]:
+        engine = str(plan["hosts"][host]["settings"]["inference"]["engine"])
+        return "http://inference:%d/v1" % inference_port(engine)
+    return "http://%s/v1" % host_port(plan["hosts"][host].get("address") or "127.0.0.1", PORTS["inference"])
+
+
 def inference_service(plan: Mapping[str, Any], host: str, images: Mapping[str, str]) -> Dict[str, Any]:
     """The OpenAI-compatible inference server on a GPU host, on the GPUs the plan assigned, loading
-    the weights the plan counted (quantization, KV cache type, context, parallel sequences)."""
+    the weights the plan counted (quantization, KV cache type, context, parallel sequences).
+
+    It is never published without a key: a single node publishes nothing (the api and the plugin
+    daemon reach it by its service name); a split fleet publishes vLLM on the host's own address,
+    behind its API key and the firewall. Ollama has no API key, so a split fleet refuses it."""
     host_plan = plan["hosts"][host]
     inference = host_plan["settings"]["inference"]
+    if inference["engine"] != "vllm" and not plan["fleet"]["single_node"]:
+        raise StackError("the plan serves %s's model with %s, which has no API key: on a split fleet its port would "
+                         "answer anyone who reaches the host. Run inference on a single node, give the host a GPU "
+                         "the plan serves with vLLM (compute capability 7.0+ and a data-centre GPU or 40 GiB+), "
+                         "or leave gpu_inference out of its components" % (host, inference["engine"]))
     devices = [{"driver": "nvidia", "device_ids": [str(u) for u in inference["gpu_uuids"]], "capabilities": ["gpu"]}]
     port = PORTS["inference"]
     if inference["engine"] == "vllm":
@@ -495,7 +518,7 @@ def inference_service(plan: Mapping[str, Any], host: str, images: Mapping[str, s
         spec = _service(images["inference"], env, host_plan["services"]["inference"],
                         command=_inference_command(inference, port), ipc="host",
                         volumes=["./%s:/root/.cache/huggingface" % DATA_DIRS["inference"]],
-                        **_publish_any(host_plan, [(port, port)]),
+                        **_published(plan, host_plan, [(port, port)]),
                         **_healthcheck(["CMD", "python3", "-c", probe], "600s"))
     else:
         env = {"DIFYOPS_MODEL": str(inference["weights"]), "OLLAMA_CONTEXT_LENGTH": str(inference["context_tokens"]),
@@ -504,7 +527,6 @@ def inference_service(plan: Mapping[str, Any], host: str, images: Mapping[str, s
         spec = _service(images["inference"], env, host_plan["services"]["inference"], entrypoint=["/bin/sh", "-c"],
                         command=[OLLAMA_START],
                         volumes=["./%s:/root/.ollama" % DATA_DIRS["inference"]],
-                        **_publish_any(host_plan, [(port, OLLAMA_PORT)]),
                         **_healthcheck(["CMD-SHELL", 'ollama ps | grep -qF "$$DIFYOPS_MODEL"'], "600s"))
     spec["deploy"]["resources"]["reservations"]["devices"] = devices
     spec["labels"] = {"io.difyops.model": str(inference["weights"])}
@@ -512,7 +534,7 @@ def inference_service(plan: Mapping[str, Any], host: str, images: Mapping[str, s
 
 
 def _publish_any(host_plan: Mapping[str, Any], ports: Sequence[Tuple[int, int]]) -> Dict[str, Any]:
-    """Ports published on the host's own address (loopback for a single node without one)."""
+    """Ports published on the host's own address (loopback for a host without one)."""
     address = host_plan.get("address") or "127.0.0.1"
     return {"ports": ["%s:%d" % (host_port(address, published), target) for published, target in ports]}
 
@@ -626,10 +648,12 @@ def firewall_rules(plan: Mapping[str, Any], host: str, project: Mapping[str, Any
 
 
 def ssrf_allowed_private(plan: Mapping[str, Any], networks: Sequence[str] = ()) -> List[str]:
-    """Private destinations the SSRF proxy admits: the inference hosts, which Dify's model providers
+    """Private destinations the SSRF proxy admits: a split fleet's inference hosts, which Dify's model providers
     call through it, and the networks the operator names (LAN services of HTTP nodes). Every other
     private, loopback and link-local destination stays refused."""
-    allowed = []
+    allowed: List[str] = []
+    if plan["fleet"]["single_node"]:  # its model server is on the project's network, not the host's address
+        return [str(n) for n in networks]
     for holder in hosts_with(plan, "gpu_inference"):
         if holder["settings"].get("inference", {}).get("enabled") and holder.get("address"):
             address = str(holder["address"])
@@ -643,9 +667,7 @@ def bundle(plan: Mapping[str, Any], host: str, options: Optional[Mapping[str, An
     project = build_project(plan, host, opts)
     version = str(opts.get("version") or reference_1_13_3.VERSION)
     inference = plan["hosts"][host]["settings"].get("inference", {})
-    endpoint_url = None
-    if "inference" in project["services"]:
-        endpoint_url = "http://%s/v1" % host_port(plan["hosts"][host].get("address") or "127.0.0.1", PORTS["inference"])
+    endpoint_url = inference_endpoint(plan, host) if "inference" in project["services"] else None
     api_env = project["services"].get("api", {}).get("environment", {})
     return {
         "public_url": api_env.get("CONSOLE_API_URL"),

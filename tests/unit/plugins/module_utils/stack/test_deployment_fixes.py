@@ -154,9 +154,14 @@ def test_the_endpoint_needs_the_deployments_key_and_a_gated_model_the_token():
     assert "--quantization" not in bf16["compose"]["services"]["inference"]["command"]
 
 
+def single_gpu(gpu):
+    return plan_fleet([{"name": "one", "vcpus": 16, "memory_mb": 64000, "components": ALL + ["gpu_inference"],
+                        "address": "192.0.2.10", "gpus": [gpu]}], {})
+
+
 def test_ollama_gets_the_planned_tag_context_and_parallelism_and_is_healthy_once_loaded():
     plan = plan_inference([RTX], "x86_64")
-    bundle = compose_project(split(RTX), "gpu")
+    bundle = compose_project(single_gpu(RTX), "one")
     spec = bundle["compose"]["services"]["inference"]
     env = spec["environment"]
     assert env["DIFYOPS_MODEL"] == "qwen2.5:14b-instruct-q8_0" == plan["weights"]
@@ -254,3 +259,31 @@ def test_the_plugin_daemon_opens_no_more_connections_than_the_plan_counts():
     env = bundle["compose"]["services"]["plugin_daemon"]["environment"]
     assert env["DB_MAX_OPEN_CONNS"] == str(plan["hosts"]["one"]["settings"]["plugin_daemon"]["db_connections"])
     assert bundle["unknown_env"] == []
+
+
+@pytest.mark.parametrize("gpu, engine, port", [(L4, "vllm", 8000), (RTX, "ollama", 11434)])
+def test_a_single_nodes_model_server_is_published_nowhere_and_reached_by_its_service_name(gpu, engine, port):
+    bundle = compose_project(single_gpu(gpu), "one")
+    spec = bundle["compose"]["services"]["inference"]
+    assert bundle["inference"]["engine"] == engine
+    assert "ports" not in spec and bundle["ports"] == {"nginx": ["80:80"]}
+    assert bundle["inference"]["endpoint"] == "http://inference:%d/v1" % port
+    assert bundle["ssrf_allowed_private"] == []  # nothing of it listens on the host's address
+    assert compose_schema_errors(bundle["compose"], SCHEMA) == []
+
+
+def test_a_split_fleets_model_server_is_published_with_its_key_and_behind_the_firewall():
+    plan = split(L4)
+    bundle = compose_project(plan, "gpu")
+    spec = bundle["compose"]["services"]["inference"]
+    assert spec["ports"] == ["10.0.0.5:8000:8000"]
+    assert spec["environment"]["VLLM_API_KEY"] == compose.secret("INFERENCE_API_KEY")
+    assert bundle["inference"]["api_key"] == "INFERENCE_API_KEY"
+    rules = [rule for rule in bundle["firewall"] if rule["service"] == "inference"]
+    assert rules == [{"service": "inference", "port": 8000, "sources": plan["fleet"]["data_access"]["gpu_inference"]}]
+    assert rules[0]["sources"]
+
+
+def test_ollama_on_a_split_fleet_is_refused_for_want_of_a_key():
+    with pytest.raises(AnsibleFilterError, match="host gpu: the plan serves gpu's model with ollama, which has no API key"):
+        compose_project(split(RTX), "gpu")
