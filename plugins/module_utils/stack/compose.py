@@ -45,6 +45,21 @@ PGBOUNCER_ENV = frozenset(("DB_HOST", "DB_PORT", "DB_USER", "DB_PASSWORD", "DB_N
                            "LOG_POOLER_ERRORS", "LOG_STATS", "STATS_PERIOD", "VERBOSE"))
 # Services that are not Dify's: their variables are checked against their images' contracts.
 OTHER_SERVICE_ENV = {"pgbouncer": PGBOUNCER_ENV}
+# What dify_stack_env_extra may set although the collection writes it: defaults, not derived values.
+OPERATOR_DEFAULTS = frozenset(("LOG_LEVEL", "TEXT_GENERATION_TIMEOUT_MS"))
+# Where to change what the collection manages, by variable name or prefix (the first that matches).
+MANAGED_KNOBS: Tuple[Tuple[Tuple[str, ...], str], ...] = (
+    (PUBLIC_URL_VARIABLES + ("ENDPOINT_URL_TEMPLATE", "INTERNAL_FILES_URL"), "use dify_stack_public_url"),
+    (("STORAGE_TYPE", "OPENDAL_", "S3_", "PLUGIN_STORAGE_", "AWS_"), "use dify_stack_object_storage (dify_object_storage)"),
+    (("MIGRATION_ENABLED",), "the plan runs the migrations on one app host, fleet.migration_host"),
+    (("SERVER_WORKER_", "CELERY_WORKER_", "CELERY_AUTO_SCALE", "SQLALCHEMY_", "GUNICORN_", "GOMAXPROCS", "GOMEMLIMIT",
+      "DB_MAX_OPEN_CONNS", "PGVECTOR_MAX_CONNECTION", "MAX_CLIENT_CONN", "DEFAULT_POOL_SIZE", "MAX_DB_CONNECTIONS",
+      "OLLAMA_"), "use dify_sizing_overrides: sizes, workers and pools come from the plan"),
+    (("VECTOR_STORE", "WEAVIATE_", "QDRANT_", "PGVECTOR_"), "use dify_vector_store"),
+    (("DB_", "REDIS_", "CELERY_BROKER_URL", "PLUGIN_DAEMON_URL", "CODE_EXECUTION_", "SSRF_PROXY_"),
+     "use the inventory's components: the plan places each service and gives its address"),
+    (("UPLOAD_", "PLUGIN_MAX_PACKAGE_SIZE", "MAX_PLUGIN_PACKAGE_SIZE"), "the upload limits follow the gateway's"),
+)
 OLLAMA_PORT = 11434
 WEAVIATE_GRPC_PORT = 50051
 SANDBOX_PORT = 8194
@@ -580,7 +595,11 @@ def build_project(plan: Mapping[str, Any], host: str, options: Optional[Mapping[
     spec.update(data_services(plan, host, images, services))
     if "inference" in services:
         spec.update(inference_service(plan, host, images))
-    for service, extra in (opts.get("env_extra") or {}).items():
+    extra_env = opts.get("env_extra") or {}
+    refused = managed_env_problems(spec, extra_env)
+    if refused:
+        raise StackError("dify_stack_env_extra sets what the collection manages: %s" % "; ".join(refused))
+    for service, extra in extra_env.items():
         if service in spec:
             spec[service].setdefault("environment", {}).update({k: str(v) for k, v in extra.items()})
     project: Dict[str, Any] = {"name": str(opts.get("name") or "dify"), "services": spec}
@@ -589,6 +608,34 @@ def build_project(plan: Mapping[str, Any], host: str, options: Optional[Mapping[
         if "ssrf_proxy" in spec:
             project["networks"]["ssrf_proxy_network"] = {"internal": True}
     return project
+
+
+def managed_env(services: Mapping[str, Any]) -> Dict[str, str]:
+    """Every variable the builder wrote for any of the project's services, and every secret, with
+    the value it wrote (a secret's reference where it wrote none)."""
+    managed = {name: secret(name) for name in SECRET_VARIABLES}
+    for spec in services.values():
+        managed.update(spec.get("environment", {}))
+    return managed
+
+
+def managed_knob(name: str, value: str) -> str:
+    """The setting to change instead of overriding a managed variable."""
+    if name in SECRET_VARIABLES or str(value).startswith("${"):
+        return "a secret: difyops.dify.dify_secrets generates it, dify_secrets_given sets it, never in clear"
+    for names, knob in MANAGED_KNOBS:
+        if any(name == known or (known.endswith("_") and name.startswith(known)) for known in names):
+            return knob
+    return "the collection sets it on every host"
+
+
+def managed_env_problems(services: Mapping[str, Any], env_extra: Mapping[str, Any]) -> List[str]:
+    """'service.VARIABLE (where to change it)' for each variable of env_extra the collection manages, in
+    the order given; the operator's defaults (OPERATOR_DEFAULTS) are not refused."""
+    managed = managed_env(services)
+    return ["%s.%s (%s)" % (service, name, managed_knob(name, managed[name]))
+            for service, extra in env_extra.items() for name in (extra or {})
+            if name in managed and name not in OPERATOR_DEFAULTS]
 
 
 def unknown_env(project: Mapping[str, Any], version: str) -> List[str]:

@@ -13,6 +13,7 @@ import pathlib
 import pytest
 import yaml
 
+from ansible.errors import AnsibleFilterError
 from ansible_collections.difyops.dify.plugins.filter.compose import compose_project, compose_schema_errors
 from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
 from ansible_collections.difyops.dify.plugins.module_utils.stack import compose, reference_1_13_3
@@ -186,3 +187,38 @@ def test_path_style_is_read_as_ansible_reads_booleans(given, style):
     services = compose_project(fleet(), "app1", storage)["compose"]["services"]
     assert services["api"]["environment"]["S3_ADDRESS_STYLE"] == style
     assert services["plugin_daemon"]["environment"]["S3_USE_PATH_STYLE"] == ("true" if style == "path" else "false")
+
+
+@pytest.mark.parametrize("service, name, knob", [
+    ("api", "SECRET_KEY", "a secret: difyops.dify.dify_secrets generates it"),
+    ("api", "MIGRATION_ENABLED", "fleet.migration_host"),
+    ("worker", "MIGRATION_ENABLED", "fleet.migration_host"),
+    ("api", "DB_HOST", "the inventory's components"),
+    ("api", "SERVER_WORKER_AMOUNT", "dify_sizing_overrides"),
+    ("worker", "CELERY_WORKER_AMOUNT", "dify_sizing_overrides"),
+    ("api", "FILES_URL", "dify_stack_public_url"),
+    ("api", "STORAGE_TYPE", "dify_stack_object_storage"),
+    ("api", "VECTOR_STORE", "dify_vector_store"),
+    ("sandbox", "API_KEY", "a secret"),
+    ("web", "REDIS_PASSWORD", "a secret"),  # a secret is refused on any service, even one that has none
+])
+def test_env_extra_may_not_override_what_the_collection_manages(service, name, knob):
+    with pytest.raises(AnsibleFilterError, match=r"host one: dify_stack_env_extra sets what the collection manages: "
+                                                 r"%s\.%s \(.*%s" % (service, name, knob)):
+        compose_project(single(), "one", {"env_extra": {service: {name: "x"}}})
+
+
+def test_every_variable_the_builder_writes_is_managed():
+    for plan, host, options in ((single(), "one", {}), (fleet(), "app1", S3), (fleet(), "data", {}), (fleet(), "gpu", {})):
+        services = compose.build_project(plan, host, options)["services"]
+        for service, spec in services.items():
+            for name in spec.get("environment", {}):
+                if name not in compose.OPERATOR_DEFAULTS:
+                    assert compose.managed_env_problems(services, {service: {name: "x"}}), (host, service, name)
+
+
+def test_env_extra_keeps_the_operators_defaults_and_unmanaged_settings():
+    bundle = compose_project(single(), "one", {"env_extra": {"api": {"LOG_LEVEL": "DEBUG", "HTTP_REQUEST_NODE_MAX_TEXT_SIZE": 2048}}})
+    api = bundle["compose"]["services"]["api"]["environment"]
+    assert api["LOG_LEVEL"] == "DEBUG" and api["HTTP_REQUEST_NODE_MAX_TEXT_SIZE"] == "2048"
+    assert bundle["unknown_env"] == []
