@@ -34,3 +34,23 @@ def test_gateway_upstream_endpoints_refused(endpoint):
                                       ("Text/Plain", False), ("text", False), ("text/plain; charset=utf-8", False)])
 def test_gzip_types(mime, ok):
     assert bool(re.match(pattern("nginx_gateway", "_nginx_gateway_mime_pattern"), mime)) is ok
+
+
+# host_tuning deletes and rewrites what lies at host_tuning_swapfile_path: these paths are refused
+# by name before anything is looked at (what exists at an accepted path is checked on the host).
+@pytest.mark.parametrize("path", ["/swapfile.dify", "/swapfile", "/swap/dify.swap", "/var/swap", "/srv/swap/dify",
+                                  "/opt/swapfile", "/home/ops/swapfile", "/mnt/data/swapfile", "/a/.hidden",
+                                  "/var/lib/dockerx/swapfile"])
+def test_swapfile_paths_accepted(path):
+    assert not re.match(pattern("host_tuning", "_host_tuning_swapfile_refused_pattern"), path)
+
+
+@pytest.mark.parametrize("path", [
+    "/", "/srv", "/var", "/var/lib", "/home", "/root", "/opt", "/tmp", "/mnt",
+    "/etc", "/etc/fstab", "/usr/swapfile", "/boot/swap", "/dev/sda", "/dev/nvme0n1p2", "/proc/swaps", "/sys/x",
+    "/run/swap", "/var/log/swap", "/var/run/x", "/lib64/x",
+    "/var/lib/docker", "/var/lib/docker/volumes/x", "/var/lib/containerd/x", "/var/lib/containers/storage",
+    "/var/lib/postgresql", "/var/lib/postgresql/17/main", "/var/lib/pgsql/data", "/var/lib/mysql/ibdata1",
+    "/a//b", "/a/../b", "/a/./b", "/a/..", "/a/.", "/swapfile/", "/srv/swap/"])
+def test_swapfile_paths_refused(path):
+    assert re.match(pattern("host_tuning", "_host_tuning_swapfile_refused_pattern"), path)
