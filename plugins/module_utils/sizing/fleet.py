@@ -204,6 +204,19 @@ def allowed_networks(plans: Sequence[Mapping[str, Any]]) -> List[str]:
     return [str(n) for group in (v4, v6) for n in ipaddress.collapse_addresses(group)]
 
 
+# The port each inference engine listens on inside its container; a split fleet publishes it as
+# PORTS["inference"] (vLLM only: Ollama has no API key and is never published).
+INFERENCE_CONTAINER_PORTS = {"vllm": 8000, "ollama": 11434}
+
+
+def inference_endpoint(plan: Mapping[str, Any], single_node: bool) -> str:
+    """Where Dify reaches a host's model server: on a single node the inference service by name on
+    the project's network (nothing is published there), in a fleet the host's own address."""
+    if single_node:
+        return "http://inference:%d/v1" % INFERENCE_CONTAINER_PORTS[str(plan["settings"]["inference"]["engine"])]
+    return "http://%s/v1" % validate.host_port(plan["address"] or plan["name"], PORTS["inference"])
+
+
 def fleet_section(plans: Dict[str, Dict[str, Any]], vector_store: str, beat_host: Optional[str],
                   pooler: Tuple[bool, str] = (False, "")) -> Dict[str, Any]:
     """Settings only the whole fleet determines; also completes the data hosts' settings.
@@ -246,11 +259,8 @@ def fleet_section(plans: Dict[str, Dict[str, Any]], vector_store: str, beat_host
         },
         "plugin_daemon_host": beat_host,
         "data_access": data_access,
-        "inference_endpoints": [
-            "http://%s/v1" % validate.host_port(p["address"] or p["name"], PORTS["inference"])
-            for p in plans.values()
-            if p["settings"].get("inference", {}).get("enabled")
-        ],
+        "inference_endpoints": [inference_endpoint(p, single_node) for p in plans.values()
+                                if p["settings"].get("inference", {}).get("enabled")],
     }
 
 

@@ -15,7 +15,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
 from ..sizing.catalog import DIFY_UPLOAD_LIMITS_MB
-from ..sizing.fleet import PORTS
+from ..sizing.fleet import INFERENCE_CONTAINER_PORTS, PORTS
+from ..sizing.fleet import inference_endpoint as fleet_inference_endpoint
 from ..sizing.validate import as_bool, bracketed, host_port
 from . import reference_1_13_3
 
@@ -60,7 +61,7 @@ MANAGED_KNOBS: Tuple[Tuple[Tuple[str, ...], str], ...] = (
      "use the inventory's components: the plan places each service and gives its address"),
     (("UPLOAD_", "PLUGIN_MAX_PACKAGE_SIZE", "MAX_PLUGIN_PACKAGE_SIZE"), "the upload limits follow the gateway's"),
 )
-OLLAMA_PORT = 11434
+OLLAMA_PORT = INFERENCE_CONTAINER_PORTS["ollama"]
 WEAVIATE_GRPC_PORT = 50051
 SANDBOX_PORT = 8194
 SSRF_PORT = 3128
@@ -494,18 +495,9 @@ OLLAMA_START = ('ollama serve & server=$$!; until ollama list >/dev/null 2>&1; d
                 'ollama pull "$$DIFYOPS_MODEL" && ollama run "$$DIFYOPS_MODEL" "" </dev/null || exit 1; wait $$server')
 
 
-def inference_port(engine: str) -> int:
-    """The port the inference server listens on inside its container."""
-    return PORTS["inference"] if engine == "vllm" else OLLAMA_PORT
-
-
 def inference_endpoint(plan: Mapping[str, Any], host: str) -> str:
-    """Where Dify reaches a host's model server: on a single node its service name on the
-    project's network (nothing is published); on a split fleet the host's address."""
-    if plan["fleet"]["single_node"]:
-        engine = str(plan["hosts"][host]["settings"]["inference"]["engine"])
-        return "http://inference:%d/v1" % inference_port(engine)
-    return "http://%s/v1" % host_port(plan["hosts"][host].get("address") or "127.0.0.1", PORTS["inference"])
+    """Where Dify reaches a host's model server (the plan's rule, fleet.inference_endpoint)."""
+    return fleet_inference_endpoint(plan["hosts"][host], plan["fleet"]["single_node"])
 
 
 def inference_service(plan: Mapping[str, Any], host: str, images: Mapping[str, str]) -> Dict[str, Any]:

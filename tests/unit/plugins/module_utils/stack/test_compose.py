@@ -222,3 +222,16 @@ def test_env_extra_keeps_the_operators_defaults_and_unmanaged_settings():
     api = bundle["compose"]["services"]["api"]["environment"]
     assert api["LOG_LEVEL"] == "DEBUG" and api["HTTP_REQUEST_NODE_MAX_TEXT_SIZE"] == "2048"
     assert bundle["unknown_env"] == []
+
+
+def test_single_node_model_server_is_reached_by_name_and_the_plan_says_so():
+    gpu = dict(L40S, memory_total_mib=24564, name="NVIDIA GeForce RTX 4090")
+    plan = plan_fleet([{"name": "one", "vcpus": 8, "memory_mb": 32000, "components": ALL + ["gpu_inference"],
+                        "address": "192.0.2.10", "gpus": [gpu]}])
+    bundle = compose_project(plan, "one")
+    engine = plan["hosts"]["one"]["settings"]["inference"]["engine"]
+    expected = "http://inference:%d/v1" % {"vllm": 8000, "ollama": 11434}[engine]
+    assert bundle["inference"]["endpoint"] == expected
+    # The fleet's list (plan.json, reports) names the same endpoint, not the host's address.
+    assert plan["fleet"]["inference_endpoints"] == [expected]
+    assert "ports" not in bundle["compose"]["services"]["inference"]
