@@ -21,7 +21,9 @@ from .postgres import (STACK_POSTGRES_VERSIONS, PostgresMemoryError, host_provid
                        postgres_settings)
 from .units import ceil_div, clamp
 
-PLAN_VERSION = 1
+# 2: CPU shares and quotas instead of limits and reservations, replicas, gevent processes and
+# greenlets, the pooler (issue 19).
+PLAN_VERSION = 2
 # Connections kept free for superusers, backups, monitoring and migrations.
 POSTGRES_RESERVED_CONNECTIONS = 15
 PORTS = {"api": 5001, "web": 3000, "plugin_daemon": 5002, "db_postgres": 5432, "redis": 6379,
