@@ -467,13 +467,15 @@ def _check_endpoint(endpoint: Any, problems: List[str]) -> None:
     elif parts.username is not None or parts.password is not None:
         problems.append(fleet_refusal(variable, "a URL without credentials", "%s://...@%s" % (parts.scheme, host),
                                       "credentials go in dify_secrets_given as S3_ACCESS_KEY and S3_SECRET_KEY"))
-    elif _loopback_host(host):
+    elif unusable_host(host):
         problems.append(fleet_refusal(variable, "a URL of a host the app containers can reach", endpoint,
                                       "%s leads every container back to itself; %s" % (host, fix)))
 
 
-def _loopback_host(host: str) -> bool:
-    name = host.lower()
+def unusable_host(host: str) -> bool:
+    """Loopback or unspecified (a name or an address, IPv6 with or without brackets): a host that
+    leads every other machine back to itself."""
+    name = host.strip("[]").lower()
     if name in LOOPBACK_NAMES or name.endswith(".localhost"):
         return True
     try:

@@ -10,14 +10,13 @@ project refers to them as ``${NAME:?...}`` and Compose interpolates them from th
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
 from ..sizing.catalog import DIFY_UPLOAD_LIMITS_MB
 from ..sizing.fleet import INFERENCE_CONTAINER_PORTS, PORTS
 from ..sizing.fleet import inference_endpoint as fleet_inference_endpoint
-from ..sizing.validate import as_bool, bracketed, host_port
+from ..sizing.validate import as_bool, bracketed, host_port, unusable_host
 from . import reference_1_13_3
 
 REFERENCES = {reference_1_13_3.VERSION: reference_1_13_3}
@@ -30,7 +29,6 @@ SECRET_VARIABLES = ("SECRET_KEY", "DB_PASSWORD", "REDIS_PASSWORD", "SANDBOX_API_
 # Settings that browsers, e-mails, webhooks and the plugin daemon follow: Dify 1.13.3's api image
 # bakes http://127.0.0.1:5001 and :3000 into the first four, so each is set from the public URL.
 PUBLIC_URL_VARIABLES = ("CONSOLE_API_URL", "CONSOLE_WEB_URL", "SERVICE_API_URL", "APP_WEB_URL", "FILES_URL", "TRIGGER_URL")
-LOOPBACK_NAMES = frozenset(("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"))
 # Services run on the host, outside the project, when the fleet is split over several hosts.
 HOST_SERVICES_WHEN_SPLIT = ("nginx", "db_postgres")
 # Inference engines' images; the weights each plan tier loads come from the plan (sizing/gpu.py).
@@ -127,18 +125,6 @@ def database_endpoint(plan: Mapping[str, Any]) -> Tuple[str, int]:
     return endpoint(plan, "database", "pgbouncer" if pooled(plan) else "db_postgres")
 
 
-def _unusable_host(host: str) -> bool:
-    """Loopback or unspecified: an address that leads every other machine back to itself."""
-    name = host.strip("[]").lower()
-    if name in LOOPBACK_NAMES or name.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return address.is_loopback or address.is_unspecified
-
-
 def public_url(plan: Mapping[str, Any], given: str = "", port: int = 80) -> str:
     """The URL browsers, webhooks and other hosts reach the deployment at, without a trailing slash:
     the operator's, else http:// the first gateway host's address (and port unless 80)."""
@@ -148,13 +134,13 @@ def public_url(plan: Mapping[str, Any], given: str = "", port: int = 80) -> str:
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
             raise StackError("dify_stack_public_url must be an absolute http(s) URL without query or fragment "
                              "(got '%s'), e.g. https://dify.example.com" % given)
-        if _unusable_host(parts.hostname):
+        if unusable_host(parts.hostname):
             raise StackError("dify_stack_public_url points at %s, which leads every browser and host back to "
                              "itself: give the name or address users reach the gateway at" % parts.hostname)
         return url
     gateways = plan["fleet"].get("gateway_hosts") or []
     address = str(plan["hosts"][gateways[0]].get("address") or "") if gateways else ""
-    if not address or _unusable_host(address):
+    if not address or unusable_host(address):
         raise StackError("no public URL: the gateway host %s has no usable address (%s); set dify_stack_public_url "
                          "to the URL users reach Dify at" % (gateways[0] if gateways else "(none)", address or "none"))
     host = "[%s]" % address if ":" in address else address
