@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.difyops.dify.plugins.module_utils.stack.compose import StackError, bundle
+from ansible_collections.difyops.dify.plugins.module_utils.stack.moves import plan_data_moves as _plan_data_moves
 
 try:
     import jsonschema
@@ -53,11 +54,22 @@ def compose_schema_errors(project: Mapping[str, Any], schema: Mapping[str, Any])
     return ["%s: %s" % ("/".join(str(p) for p in error.absolute_path) or "(top)", error.message) for error in errors]
 
 
+def plan_data_moves(plan: Mapping[str, Any], deployed: Mapping[str, Any], allowed: bool = False) -> Dict[str, List[str]]:
+    """What the plan would leave behind on the deployed hosts (refusals) and the orphans."""
+    try:
+        return _plan_data_moves(_plain(plan), {str(h): _plain(p) if isinstance(p, Mapping) else None
+                                               for h, p in _plain(deployed).items()}, bool(allowed))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise AnsibleFilterError("plan_data_moves: a plan from difyops.dify.stack_plan and deployed Compose "
+                                 "projects by host are needed (%s)" % exc)
+
+
 class FilterModule:
     """The Compose filters."""
 
     def filters(self):
         return {
+            "plan_data_moves": plan_data_moves,
             "compose_project": compose_project,
             "compose_schema_errors": compose_schema_errors,
         }
