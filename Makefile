@@ -1,5 +1,5 @@
 # Entry points; the work is done by the scripts under tools/.
-.PHONY: help plan test unit sanity lint package molecule images standins demo venv clean
+.PHONY: help plan test unit sanity lint newest package molecule images standins demo venv clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -7,7 +7,7 @@ help: ## Show the targets
 plan: venv ## Plan a Dify for this machine (embedded default inventory, changes nothing)
 	@tools/plan.sh
 
-test: ## Run every check: unit, sanity, lint, package, molecule
+test: ## Run every check: unit, sanity, lint (2.19 and the newest ansible-core), package, molecule
 	@tools/test-all.sh
 
 unit: venv ## Unit and property tests
@@ -18,6 +18,9 @@ sanity: venv ## ansible-test sanity from an ansible_collections copy
 
 lint: venv ## ansible-lint (production profile) and changelog lint
 	@tools/lint.sh
+
+newest: ## Unit, sanity and lint with the newest toolchain (ansible-core 2.21, Python 3.12+)
+	@tools/newest.sh
 
 package: venv ## Build, install and import-check the Galaxy tarball
 	@tools/package.sh
@@ -38,4 +41,4 @@ venv: ## Create the virtual environment from requirements/test.txt
 	@tools/venv.sh
 
 clean: ## Remove generated files
-	rm -rf .cache .venv tests/output
+	rm -rf .cache .venv .venv-newest tests/output

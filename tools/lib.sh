@@ -4,6 +4,8 @@ set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${DIFYOPS_VENV:-$REPO_ROOT/.venv}"
+# The pinned toolchain this checkout's tools install (requirements/newest.txt for the newest one).
+export REQUIREMENTS="${DIFYOPS_REQUIREMENTS:-$REPO_ROOT/requirements/test.txt}"
 CACHE_DIR="$REPO_ROOT/.cache"
 PYTHON="${DIFYOPS_PYTHON:-python3}"
 
@@ -32,6 +34,24 @@ ensure_venv() {
   pip_install "$dir/bin/python" --upgrade pip
   pip_install "$dir/bin/python" "$@"
   touch "$dir/.stamp-$key"
+}
+
+# The newest toolchain's Python (3.13, else 3.12): DIFYOPS_PYTHON_NEWEST, else pyenv's, else PATH's.
+newest_python() {
+  local candidate version
+  if [[ -n ${DIFYOPS_PYTHON_NEWEST:-} ]]; then
+    echo "$DIFYOPS_PYTHON_NEWEST"
+    return 0
+  fi
+  for version in 3.13 3.12; do
+    for candidate in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$version".*/bin/python"$version" "$(command -v "python$version" || true)"; do
+      if [[ -x $candidate ]] && "$candidate" -c 'import venv' 2>/dev/null; then
+        echo "$candidate"
+        return 0
+      fi
+    done
+  done
+  die "the newest toolchain needs Python 3.12 or 3.13 (pyenv install 3.13, or set DIFYOPS_PYTHON_NEWEST)"
 }
 
 log() { printf '==> %s\n' "$*" >&2; }

@@ -4,13 +4,14 @@
 # linters do not fight ansible-lint's.
 source "$(dirname "$0")/lib.sh"
 
-sanity_venv="$CACHE_DIR/venv-sanity"
-core_pin="$(grep -E '^ansible-core==' "$REPO_ROOT/requirements/test.txt")"
+core_pin="$(grep -E '^ansible-core==' "$REQUIREMENTS")"
+python_version="$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
+sanity_venv="$CACHE_DIR/venv-sanity-${core_pin#ansible-core==}-py$python_version"
 ensure_venv "$sanity_venv" "${core_pin#ansible-core==}" "$core_pin"
 
 # Outside the repository: inside it, ansible-test would list files through the outer git
 # checkout, which ignores .cache, and skip everything.
-dest="${TMPDIR:-/tmp}/difyops-sanity/ansible_collections/difyops/dify"
+dest="${TMPDIR:-/tmp}/difyops-sanity-py$python_version/ansible_collections/difyops/dify"
 rm -rf "$dest"
 mkdir -p "$dest"
 # Tracked and not-ignored files as they are in the working tree.
@@ -27,5 +28,4 @@ install -m 0644 "$REPO_ROOT/tools/get_pip_offline.py" "$HOME/.ansible/test/cache
 cd "$dest" || exit
 export PATH="$sanity_venv/bin:$PATH"
 unset ANSIBLE_CONFIG
-ansible-test sanity --local --requirements --python "$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')" \
-  --color no "$@"
+ansible-test sanity --local --requirements --python "$python_version" --color no "$@"

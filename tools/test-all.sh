@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Run every check in order and stop at the first failure:
-# unit tests, ansible-test sanity, ansible-lint, the packaging check, molecule scenarios.
+# unit tests, ansible-test sanity, ansible-lint (ansible-core 2.19 on Python 3.11), the same three
+# with the newest toolchain (ansible-core 2.21 on Python 3.12+), the packaging check, molecule.
 # Ends with one summary line of what passed and failed.
 source "$(dirname "$0")/lib.sh"
 
-stages=(unit sanity lint package molecule)
+stages=(unit sanity lint newest package molecule)
 declare -A result=()
 
 run_stage() {
@@ -13,6 +14,7 @@ run_stage() {
     unit)     activate_venv && "$REPO_ROOT/tools/unit.sh" ;;
     sanity)   "$REPO_ROOT/tools/sanity.sh" ;;
     lint)     "$REPO_ROOT/tools/lint.sh" ;;
+    newest)   "$REPO_ROOT/tools/newest.sh" ;;
     package)  "$REPO_ROOT/tools/package.sh" ;;
     molecule) "$REPO_ROOT/tools/molecule.sh" ;;
   esac

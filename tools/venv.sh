@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# Create (or refresh) the project's virtual environment from requirements/test.txt.
-# Rebuilt only when the requirements change.
+# Create (or refresh) the project's virtual environment from the pinned requirements
+# (requirements/test.txt, or DIFYOPS_REQUIREMENTS). Rebuilt only when the requirements change.
 source "$(dirname "$0")/lib.sh"
 
-req="$REPO_ROOT/requirements/test.txt"
-ensure_venv "$VENV" "$(content_hash "$req")" -r "$req"
+ensure_venv "$VENV" "$(content_hash "$REQUIREMENTS")" -r "$REQUIREMENTS"

@@ -10,7 +10,6 @@ daemon thread it does not keep the module's process alive when the module exits.
 
 from __future__ import annotations
 
-import subprocess
 import threading
 from typing import Any, Callable, Dict, List, Tuple
 
@@ -44,11 +43,15 @@ def bounded(what: str, seconds: float, func: Callable[..., Any], *args: Any) -> 
     return outcome.get("value")
 
 
-def run_bounded(argv: List[str], seconds: float) -> Tuple[int, str, str]:
-    """Run a command without a shell; (rc, stdout, stderr), or CallTimeout once `seconds` pass
-    (the command is killed then)."""
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise CallTimeout(argv[0], seconds) from exc
-    return done.returncode, done.stdout, done.stderr
+Runner = Callable[[List[str]], Tuple[int, str, str]]
+
+
+def run_bounded(argv: List[str], seconds: float, runner: Runner) -> Tuple[int, str, str]:
+    """Run a command without a shell through `runner` (a module's run_command) under coreutils'
+    timeout; (rc, stdout, stderr), or CallTimeout once `seconds` pass (the command is sent TERM,
+    then KILL two seconds later; the KILL goes to timeout's whole process group, itself included,
+    hence -9). A command that itself exits 124 reads as timed out."""
+    rc, out, err = runner(["timeout", "--kill-after=2", "%g" % seconds] + list(argv))
+    if rc in (124, 137, -9):
+        raise CallTimeout(argv[0], seconds)
+    return rc, out, err

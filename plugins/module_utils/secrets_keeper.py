@@ -200,7 +200,12 @@ def ensure_directory(path: str) -> bool:
     directory = os.path.dirname(path)
     if os.path.isdir(directory):
         return False
-    os.makedirs(directory, mode=0o700)
+    try:
+        os.makedirs(directory, mode=0o700)
+    except FileExistsError:  # another run made it first
+        return False
+    except OSError as exc:
+        raise KeeperError("cannot create %s: %s" % (directory, exc.strerror))
     os.chmod(directory, 0o700)
     return True
 

@@ -230,7 +230,10 @@ ansible_facts:
           sample: {path: /srv/dify, result: ok, seconds: 3, read_iops: 41200, mean_latency_us: 387.5}
 """
 
+import functools
+
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.difyops.dify.plugins.module_utils.bounded import run_bounded
 from ansible_collections.difyops.dify.plugins.module_utils.disk_inventory import describe_paths, probe_iops
 
@@ -276,7 +279,7 @@ def main() -> None:
             disks["iops_probe"] = {"path": None, "result": "skipped", "reason": "no described local path to probe"}
         else:
             disks["iops_probe"] = probe_iops(module.get_bin_path("fio"), directory, params["iops_probe_seconds"],
-                                             run_bounded, module.check_mode)
+                                             functools.partial(run_bounded, runner=module.run_command), module.check_mode)
 
     for problem in problems:
         module.warn(problem)

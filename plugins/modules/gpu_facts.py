@@ -252,7 +252,7 @@ def main() -> None:
         nvml=pynvml,
         nvml_import_error=NVML_IMPORT_ERROR.strip().splitlines()[-1] if NVML_IMPORT_ERROR else None,
         nvidia_smi=smi,
-        run=functools.partial(run_bounded, seconds=params["timeout"]),
+        run=functools.partial(run_bounded, seconds=params["timeout"], runner=module.run_command),
         backend=params["backend"],
         timeout=params["timeout"],
         vcpus=os.cpu_count() or 1,

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -21,8 +22,9 @@ def test_absent_and_blank_files_are_empty_configurations():
     assert load(None) == {} and load("  \n") == {}
 
 
+# Python 3.13 reports a trailing comma at the comma (column 22), earlier versions after it (23).
 @pytest.mark.parametrize("text, where", [
-    ('{"live-restore": true,}', "line 1, column 23"),
+    ('{"live-restore": true,}', "line 1, column 2" + ("2" if sys.version_info >= (3, 13) else "3")),
     ('{"a": 1}\n{"b": 2}', "line 2, column 1"),
 ])
 def test_malformed_json_says_where(text, where):

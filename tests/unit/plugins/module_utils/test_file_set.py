@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+from ansible.release import __version__ as ansible_core_version
 
 from ansible_collections.difyops.dify.plugins.module_utils.file_set import (
     Entry, FileSetError, apply, check_path, differences, ownership, parse_mode, resolve_user)
@@ -146,9 +147,15 @@ def test_owners_by_name_or_number():
         resolve_user("no-such-user-here", "/p")
 
 
+ANSIBLE_CORE = tuple(int(part) for part in ansible_core_version.split(".")[:2])
+
+
 def run_module(args, check_mode=False, diff=False):
     """Runs the module as Ansible does, with its arguments on stdin."""
-    payload = {"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)}
+    internal = dict(_ansible_check_mode=check_mode, _ansible_diff=diff)
+    if ANSIBLE_CORE >= (2, 21):  # from 2.21 the controller asks for the invocation; earlier ones refuse the key
+        internal["_ansible_inject_invocation"] = True
+    payload = {"ANSIBLE_MODULE_ARGS": dict(args, **internal)}
     process = subprocess.run([sys.executable, "-m", "ansible_collections.difyops.dify.plugins.modules.file_set"],
                              input=json.dumps(payload), capture_output=True, text=True, env=os.environ, check=False)
     return json.loads(process.stdout)

@@ -9,6 +9,7 @@ absent here, and the molecule scenario `gpu_facts` runs them against Debian's re
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from types import SimpleNamespace
 from typing import Any, Dict, List
@@ -320,9 +321,22 @@ def test_nvml_alone_without_its_library_says_so(tmp_path):
     assert [a["backend"] for a in facts["attempts"]] == ["nvml", "pci"]
 
 
+def run_command(argv):
+    """What AnsibleModule.run_command returns for argv (no shell)."""
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return done.returncode, done.stdout, done.stderr
+
+
 def test_run_bounded_runs_real_commands_with_a_deadline():
-    assert run_bounded(["sh", "-c", "echo out; echo err >&2; exit 3"], 5) == (3, "out\n", "err\n")
+    assert run_bounded(["sh", "-c", "echo out; echo err >&2; exit 3"], 5, run_command) == (3, "out\n", "err\n")
     started = time.monotonic()
     with pytest.raises(CallTimeout, match="sleep did not return within 0.2 s"):
-        run_bounded(["sleep", "5"], 0.2)
+        run_bounded(["sleep", "5"], 0.2, run_command)
     assert time.monotonic() - started < 3
+
+
+def test_run_bounded_kills_a_command_that_ignores_term():
+    started = time.monotonic()
+    with pytest.raises(CallTimeout):
+        run_bounded(["sh", "-c", "trap '' TERM; sleep 10"], 0.2, run_command)
+    assert time.monotonic() - started < 6
