@@ -17,7 +17,7 @@ from ..sizing.catalog import DIFY_UPLOAD_LIMITS_MB
 from ..sizing.fleet import INFERENCE_CONTAINER_PORTS, PORTS
 from ..sizing.fleet import inference_endpoint as fleet_inference_endpoint
 from ..sizing.validate import as_bool, bracketed, host_port, unusable_host
-from . import reference_1_13_3
+from . import firewall, reference_1_13_3
 
 REFERENCES = {reference_1_13_3.VERSION: reference_1_13_3}
 # Variables of the Go runtime (read by weaviate and the plugin daemon), not Dify's own settings.
@@ -694,6 +694,11 @@ def bundle(plan: Mapping[str, Any], host: str, options: Optional[Mapping[str, An
     inference = plan["hosts"][host]["settings"].get("inference", {})
     endpoint_url = inference_endpoint(plan, host) if "inference" in project["services"] else None
     api_env = project["services"].get("api", {}).get("environment", {})
+    rules = firewall_rules(plan, host, project)
+    try:
+        ruleset = firewall.ruleset(str(plan["hosts"][host].get("address") or ""), rules) if rules else ""
+    except firewall.FirewallError as exc:
+        raise StackError("the firewall cannot be written: %s" % exc)
     return {
         "public_url": api_env.get("CONSOLE_API_URL"),
         "ssrf_allowed_private": ssrf_allowed_private(plan, opts.get("ssrf_allowed_networks") or ()),
@@ -704,7 +709,8 @@ def bundle(plan: Mapping[str, Any], host: str, options: Optional[Mapping[str, An
         "data_dirs": data_dirs(project),
         "unknown_env": unknown_env(project, version),
         "ports": published_ports(project),
-        "firewall": firewall_rules(plan, host, project),
+        "firewall": rules,
+        "firewall_ruleset": ruleset,
         "inference": {"endpoint": endpoint_url, "model": inference.get("model"), "engine": inference.get("engine"),
                       "weights": inference.get("weights"), "api_key": "INFERENCE_API_KEY" if inference.get("engine") == "vllm" else None}
         if endpoint_url else None,
