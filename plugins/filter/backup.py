@@ -56,11 +56,12 @@ def _stats(results: Any) -> Dict[str, Dict[str, Any]]:
 
 def backup_items(plan: Mapping[str, Any], host: str, project: Optional[Mapping[str, Any]] = None,
                  secrets_file: str = "") -> Dict[str, Any]:
-    """What a backup of HOST holds (items) and the services a restore stops (writers)."""
+    """What a backup of HOST holds (items), the services a restore stops (writers) and the dumps an earlier
+    backup left inside a database volume (stale)."""
     project = _plain(project or {})
     try:
         return {"items": backup.host_items(_plain(plan), str(host), project, str(secrets_file or "")),
-                "writers": backup.writers(project)}
+                "writers": backup.writers(project), "stale": backup.stale_files(project)}
     except (backup.BackupError, KeyError) as exc:
         raise AnsibleFilterError("backup_items: host %s: %s" % (host, exc))
 

@@ -98,6 +98,14 @@ def writers(project: Mapping[str, Any]) -> List[str]:
     return [s for s in WRITERS if s in services]
 
 
+def stale_files(project: Mapping[str, Any]) -> List[str]:
+    """Project-relative dumps that the collection's backup playbook before 0.2 wrote inside
+    db_postgres's volume (world-readable, and copied with the volume): removed by the next backup."""
+    if "db_postgres" not in (project.get("services", {}) or {}):
+        return []
+    return ["%s/%s.dump" % (DATA_DIRS["db_postgres"], db) for db in DATABASES]
+
+
 def manifest(items: Sequence[Mapping[str, Any]], checksums: Mapping[str, Mapping[str, Any]], meta: Mapping[str, Any]) -> Dict[str, Any]:
     """The manifest of a backup set: META (host, stamp, versions) and every item with its size and sha256.
 

@@ -79,6 +79,11 @@ def test_no_item_writes_into_a_data_volume():
                 assert "/" not in item["name"]
 
 
+def test_a_backup_removes_the_dumps_the_old_playbook_left_in_the_database_volume():
+    assert backup.stale_files(project(single(), "one")) == ["volumes/db/data/dify.dump", "volumes/db/data/dify_plugin.dump"]
+    assert backup.stale_files(project(fleet(), "data", S3)) == []
+
+
 def test_split_fleet_dumps_the_host_postgres_and_the_pgvector_container():
     plan = fleet()
     data = items(plan, "data", S3)
