@@ -77,7 +77,12 @@ Service (what the tests exercise):
                 POST /v1/workflows/run runs inputs.code through the sandbox as Dify's code executor does
                 (blocking JSON, or server-sent events 1 s apart); POST /console/api/difyops-standin/task goes
                 through the Celery broker to a worker and back; POST /console/api/difyops-standin/allocate?mb=N
-                keeps N MiB more in the serving process; GET /console/api/difyops-standin/status checks
+                keeps N MiB more in the serving process; POST /console/api/difyops-standin/credentials {"tenant", "name",
+                "value"} stores the value in Dify's database (table difyops_standin_credentials) sealed with a key derived
+                from SECRET_KEY and the tenant's private key, which it writes once to the storage volume
+                (privkeys/<tenant>/private.pem, where Dify keeps the tenants' keys); GET .../credentials?tenant=&name=
+                answers the value, 404 without the row or the key file, 409 when SECRET_KEY or the key file differs from
+                those that sealed it (a backup that lost either); GET /console/api/difyops-standin/status checks
                 PostgreSQL, Redis, the broker and the beat live; /inner/api/* (the plugin daemon's, not the
                 gateway's) only with X-Inner-Api-Key = INNER_API_KEY_FOR_PLUGIN, else 404. Anything else: 404.
   worker        BRPOP difyops_standin on the broker, SELECT 1, SET difyops_standin:result:<id>. No port.
@@ -185,6 +190,12 @@ RESULT_KEY = "difyops_standin:result:%s"
 BEAT_KEY = "difyops_standin:beat"
 BEAT_LOCK = "difyops_standin:beat:lock"
 MIGRATION_TABLE = "difyops_standin_migrations"
+# Provider credentials: a row per (tenant, name) in Dify's database, sealed with a key that needs both
+# SECRET_KEY and the tenant's private key in the storage volume (privkeys/<tenant>/private.pem).
+CREDENTIALS_PATH = "/console/api/difyops-standin/credentials"
+CREDENTIALS_TABLE = "difyops_standin_credentials"
+PRIVKEY_PATH = "privkeys/%s/private.pem"
+TENANT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 FORWARDED_HEADERS = ("Host", "X-Forwarded-For", "X-Real-IP", "X-Forwarded-Proto", "X-Forwarded-Host")
 LOCAL_NAMES = frozenset(("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"))
 # The plugin daemon (PLATFORM=local; WORKDIR /app, its volume at /app/storage).
@@ -520,6 +531,42 @@ def signature_valid(secret_key: str, file_id: str, query: Mapping[str, List[str]
     except (KeyError, IndexError, ValueError):
         return False
     return fresh and hmac.compare_digest(sign, file_signature(secret_key, file_id, timestamp, nonce))
+
+
+def _keystream(key: bytes, nonce: bytes, length: int) -> bytes:
+    blocks = []
+    for counter in range((length + 31) // 32):
+        blocks.append(hmac.new(key, nonce + counter.to_bytes(8, "big"), hashlib.sha256).digest())
+    return b"".join(blocks)[:length]
+
+
+def credential_keys(secret_key: str, tenant_key: bytes) -> Tuple[bytes, bytes]:
+    """The encryption and MAC keys of a tenant's credentials: both SECRET_KEY and the tenant's key file are needed
+    (real Dify seals provider credentials with the tenant's key pair, whose private half is in the storage volume)."""
+    root = hmac.new(secret_key.encode(), tenant_key, hashlib.sha256).digest()
+    return hmac.new(root, b"encrypt", hashlib.sha256).digest(), hmac.new(root, b"authenticate", hashlib.sha256).digest()
+
+
+def seal(secret_key: str, tenant_key: bytes, plaintext: str, nonce: Optional[bytes] = None) -> str:
+    """PLAINTEXT encrypted and authenticated (HMAC-SHA256 counter stream, then HMAC-SHA256 tag), base64."""
+    nonce = nonce if nonce is not None else os.urandom(16)
+    enc, mac = credential_keys(secret_key, tenant_key)
+    data = plaintext.encode()
+    cipher = bytes(a ^ b for a, b in zip(data, _keystream(enc, nonce, len(data))))
+    tag = hmac.new(mac, nonce + cipher, hashlib.sha256).digest()
+    return base64.b64encode(nonce + cipher + tag).decode()
+
+
+def unseal(secret_key: str, tenant_key: bytes, token: str) -> str:
+    """The plaintext of a sealed TOKEN; ValueError when SECRET_KEY or the tenant's key is not the one that sealed it."""
+    raw = base64.b64decode(token.encode())
+    if len(raw) < 48:
+        raise ValueError("the sealed value is truncated")
+    nonce, cipher, tag = raw[:16], raw[16:-32], raw[-32:]
+    enc, mac = credential_keys(secret_key, tenant_key)
+    if not hmac.compare_digest(tag, hmac.new(mac, nonce + cipher, hashlib.sha256).digest()):
+        raise ValueError("cannot decrypt: SECRET_KEY or the tenant's private key is not the one that encrypted it")
+    return bytes(a ^ b for a, b in zip(cipher, _keystream(enc, nonce, len(cipher)))).decode()
 
 
 def sandbox_request(endpoint: str, api_key: str, code: str) -> Tuple[str, Dict[str, str], bytes]:
@@ -1183,6 +1230,9 @@ class ApiHandler(Handler):
         if parts.path == STANDIN_PREFIX + "/status":
             self.status()
             return
+        if parts.path == CREDENTIALS_PATH:
+            self.credential_get(parse_qs(parts.query))
+            return
         match = FILE_PREVIEW.match(parts.path)
         query = parse_qs(parts.query)
         if match and "sign" in query:
@@ -1204,6 +1254,8 @@ class ApiHandler(Handler):
                 self.allocate(parse_qs(parts.query))
             elif parts.path == UPLOAD_PATH:
                 self.upload()
+            elif parts.path == CREDENTIALS_PATH:
+                self.credential_put()
             else:
                 received = sum(len(piece) for piece in self.body())
                 document = self.describe(route)
@@ -1356,6 +1408,76 @@ class ApiHandler(Handler):
                              "created_at": now, "host": HOST, "stored": local,
                              "source_url": signed_file_url(env.get("FILES_URL", ""), secret_key, file_id, now, nonce),
                              "internal_source_url": signed_file_url(internal, secret_key, file_id, now, nonce)})
+
+    def tenant_key(self, tenant: str, create: bool) -> Optional[bytes]:
+        """The tenant's private key file in the storage volume (made once, like Dify's at tenant creation)."""
+        path = os.path.join(STORAGE_DIR, PRIVKEY_PATH % tenant)
+        if create and not os.path.exists(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path + ".partial", "wb") as handle:
+                handle.write(b"-----BEGIN DIFYOPS STAND-IN PRIVATE KEY-----\n%s\n-----END DIFYOPS STAND-IN PRIVATE KEY-----\n"
+                             % base64.b64encode(os.urandom(64)))
+            os.replace(path + ".partial", path)
+        try:
+            with open(path, "rb") as handle:
+                return handle.read()
+        except OSError:
+            return None
+
+    def credential_db(self) -> Any:
+        return require(psycopg2, "python3-psycopg2").connect(connect_timeout=5, **self.state.context.db)
+
+    def credential_put(self) -> None:
+        """POST {"tenant", "name", "value"}: stores the value sealed with SECRET_KEY and the tenant's key."""
+        request = self.read_json()
+        tenant, name, value = (request.get(k) if isinstance(request, dict) else None for k in ("tenant", "name", "value"))
+        if not (isinstance(tenant, str) and TENANT_NAME.match(tenant) and isinstance(name, str) and name
+                and isinstance(value, str)):
+            raise ValueError("tenant ([A-Za-z0-9_-]{1,64}), name and value (strings) are required")
+        key = self.tenant_key(tenant, create=True)
+        sealed = seal(self.state.env.get("SECRET_KEY", ""), key or b"", value)
+        connection = self.credential_db()
+        try:
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                cursor.execute("CREATE TABLE IF NOT EXISTS %s (tenant text NOT NULL, name text NOT NULL, sealed text NOT NULL, "
+                               "PRIMARY KEY (tenant, name))" % CREDENTIALS_TABLE)
+                cursor.execute("INSERT INTO " + CREDENTIALS_TABLE + " (tenant, name, sealed) VALUES (%s, %s, %s) "
+                               "ON CONFLICT (tenant, name) DO UPDATE SET sealed = EXCLUDED.sealed", (tenant, name, sealed))
+        finally:
+            connection.close()
+        self.send_json(201, {"tenant": tenant, "name": name, "stored": True, "key_file": PRIVKEY_PATH % tenant, "host": HOST})
+
+    def credential_get(self, query: Mapping[str, List[str]]) -> None:
+        """GET ?tenant=&name=: the value decrypted; 404 without the row or the tenant's key file, 409 when SECRET_KEY or
+        the key file is not the one that sealed it."""
+        tenant, name = query.get("tenant", [""])[0], query.get("name", [""])[0]
+        connection = self.credential_db()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (CREDENTIALS_TABLE,))
+                row = None
+                if cursor.fetchone()[0]:
+                    cursor.execute("SELECT sealed FROM " + CREDENTIALS_TABLE + " WHERE tenant = %s AND name = %s", (tenant, name))
+                    row = cursor.fetchone()
+        finally:
+            connection.close()
+        if row is None:
+            self.send_json(404, {"code": "not_found", "message": "no credential %r of tenant %r in %s" % (name, tenant, CREDENTIALS_TABLE),
+                                 "status": 404})
+            return
+        key = self.tenant_key(tenant, create=False) if TENANT_NAME.match(tenant) else None
+        if key is None:
+            self.send_json(404, {"code": "not_found", "status": 404, "message": "the tenant's private key %s is missing from %s"
+                                 % (PRIVKEY_PATH % tenant, STORAGE_DIR)})
+            return
+        try:
+            value = unseal(self.state.env.get("SECRET_KEY", ""), key, row[0])
+        except ValueError as exc:
+            log("api", "credential %s of tenant %s: %s" % (name, tenant, exc))
+            self.send_json(409, {"code": "decrypt_failed", "message": str(exc), "status": 409})
+            return
+        self.send_json(200, {"tenant": tenant, "name": name, "value": value, "host": HOST})
 
     def preview(self, file_id: str, query: Mapping[str, List[str]]) -> None:
         env = self.state.env

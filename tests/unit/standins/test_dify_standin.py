@@ -1009,3 +1009,27 @@ def test_the_api_serves_at_most_its_greenlets_at_once(api_server):
     answers, took = run_at_once(api, 4, "import time; time.sleep(0.6)")
     assert [status for status, _message in answers] == [200] * 4
     assert took >= 1.2
+
+
+# Provider credentials (issue 18, item 9: the restore drill) -------------------------------------------------
+
+def test_a_sealed_credential_opens_only_with_the_same_secret_key_and_tenant_key():
+    token = standin.seal("secret-key-1", b"tenant key", "sk-0123")
+    assert standin.unseal("secret-key-1", b"tenant key", token) == "sk-0123"
+    assert "sk-0123" not in base64.b64decode(token).decode("latin-1")
+    # Another SECRET_KEY (a rotated key) or another private key (storage restored without privkeys/) fails loudly.
+    for key, tenant in (("secret-key-2", b"tenant key"), ("secret-key-1", b"another key")):
+        with pytest.raises(ValueError, match="SECRET_KEY or the tenant's private key"):
+            standin.unseal(key, tenant, token)
+    with pytest.raises(ValueError, match="truncated"):
+        standin.unseal("secret-key-1", b"tenant key", base64.b64encode(b"short").decode())
+
+
+def test_sealing_is_randomised_and_covers_long_values():
+    value = "x" * 1000
+    first, second = standin.seal("k", b"t", value), standin.seal("k", b"t", value)
+    assert first != second
+    assert standin.unseal("k", b"t", first) == standin.unseal("k", b"t", second) == value
+    assert standin.seal("k", b"t", value, nonce=b"\0" * 16) == standin.seal("k", b"t", value, nonce=b"\0" * 16)
+    assert standin.CREDENTIALS_PATH.startswith(standin.STANDIN_PREFIX)
+    assert standin.api_route(standin.CREDENTIALS_PATH) == "/console/api"
