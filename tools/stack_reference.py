@@ -5,11 +5,19 @@ in ../shared/reference/dify-<version>/ (names and images only; no default values
 the upstream default secrets, which are kept so that rendered files can be checked against them).
 
     python3 tools/stack_reference.py 1.13.3 [REFERENCE_ROOT]
+    python3 tools/stack_reference.py 1.16.1 [REFERENCE_ROOT]
+
+The generated module records the upstream commit the tables were built from and the sha256 of
+each table it read, so that a regeneration from other data shows in the diff. From 1.14 on,
+upstream's services load their variables from env files (``env_file``); the tables then carry a
+third column (the file a variable comes from) and an ``<<env_file>>`` row per service, and the
+module lists each service's files and each file's variables.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import pathlib
 import re
 import sys
@@ -24,13 +32,27 @@ SETTINGS_NOT_IN_ENV_EXAMPLE = {
         # The plugin daemon's own configuration (langgenius/dify-plugin-daemon, internal/types/app/config.go).
         "DB_MAX_OPEN_CONNS": "dify-plugin-daemon: internal/types/app/config.go (default 30)",
     },
+    "1.16.1": {
+        "DB_MAX_OPEN_CONNS": "dify-plugin-daemon: internal/types/app/config.go (default 30)",
+    },
 }
+# The upstream commit each version's tables were built from (their SOURCE.txt says how).
+UPSTREAM_COMMITS = {
+    "1.13.3": "0055b983dc32deacc31351c13a555055ffc9b844",
+    "1.16.1": "59b879d2dfd3957160edecf4d35ac24d1c7032b8",
+}
+TABLES = ("env-defaults.tsv", "service-env.tsv", "services.tsv")
 SECRET_NAMES = re.compile(r"(PASSWORD|SECRET_KEY|API_KEY|_KEY$|ALLOWED_KEYS|REDISCLI_AUTH|BROKER_URL)")
 
 
 def rows(path: pathlib.Path):
     with path.open(encoding="utf-8", newline="") as handle:
         return list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def env_file_source(path: str) -> str:
+    """The repository's example behind an env_file path: ./envs/x/y.env -> docker/envs/x/y.env.example."""
+    return "docker/" + path.strip().lstrip("./") + ".example" if path.strip() != "./.env" else "docker/.env.example"
 
 
 def main() -> int:
@@ -40,12 +62,18 @@ def main() -> int:
     env = [r for r in rows(ref / "env-defaults.tsv") if r and r[0]]
     service_env = [r for r in rows(ref / "service-env.tsv") if len(r) >= 2]
     services = rows(ref / "services.tsv")[1:]
+    digests = {t: hashlib.sha256((ref / t).read_bytes()).hexdigest() for t in TABLES}
 
     names = sorted({r[0] for r in env})
     shared = sorted({r[0] for r in service_env if r[1] == "<<shared>>"})
+    env_files = {r[0]: tuple(env_file_source(p) for p in r[2].split(",")) for r in service_env if r[1] == "<<env_file>>"}
+    file_names = {}
+    for row in env:
+        if len(row) > 2:
+            file_names.setdefault(row[2], set()).add(row[0])
     per_service = {}
     for row in service_env:
-        if row[1] != "<<shared>>":
+        if row[1] not in ("<<shared>>", "<<env_file>>"):
             per_service.setdefault(row[0], set()).add(row[1])
     images = {r[0]: r[1] for r in services if not r[1].startswith("build:")}
     secrets = set()
@@ -68,7 +96,20 @@ def main() -> int:
         "from __future__ import annotations",
         "",
         "VERSION = %r" % version,
-        "# Every variable of .env.example; services marked shared receive all of them.",
+        "UPSTREAM_COMMIT = %r" % UPSTREAM_COMMITS[version],
+        "# sha256 of the reference tables (../shared/reference/dify-%s/) this module was generated from." % version,
+        "SOURCE_SHA256 = {",
+    ]
+    lines += ["    %r: %r," % (t, digests[t]) for t in TABLES]
+    lines += [
+        "}",
+        "# Every service of upstream's docker-compose.yaml, in file order.",
+        "SERVICES = (",
+    ]
+    lines += ["    %r," % r[0] for r in services]
+    lines += [
+        ")",
+        "# Every variable of the env examples; services marked shared receive all of them.",
         "ENV_NAMES = frozenset((",
     ]
     lines += ["    %r," % n for n in names]
@@ -80,6 +121,16 @@ def main() -> int:
     for service in sorted(per_service):
         lines.append("    %r: frozenset((" % service)
         lines += ["        %r," % n for n in sorted(per_service[service])]
+        lines.append("    )),")
+    lines += ["}", "# The env files each service loads (env_file), as paths of the repository's examples.", "ENV_FILES = {"]
+    for service in sorted(env_files):
+        lines.append("    %r: (" % service)
+        lines += ["        %r," % f for f in env_files[service]]
+        lines.append("    ),")
+    lines += ["}", "# The variables of each env file.", "FILE_ENV_NAMES = {"]
+    for source in sorted(f for f in file_names if any(f in files for files in env_files.values())):
+        lines.append("    %r: frozenset((" % source)
+        lines += ["        %r," % n for n in sorted(file_names[source])]
         lines.append("    )),")
     lines += ["}", "IMAGES = {"]
     lines += ["    %r: %r," % (k, images[k]) for k in sorted(images)]

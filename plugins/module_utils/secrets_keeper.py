@@ -27,6 +27,10 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence
 
 ALPHABET = string.ascii_letters + string.digits
+# Formats of generated values (stack/versions.py names the format of each secret): token, letters
+# and digits of the requested length; base64url32, 32 random bytes as unpadded base64url (43
+# characters), as Dify's agent backend requires of its server key.
+FORMATS = ("token", "base64url32")
 
 
 class KeeperError(Exception):
@@ -46,6 +50,8 @@ class Request:
     seed_from: str = ""
     adopt: bool = False
     where: str = "the keeper"
+    # Format of each generated name other than a token (FORMATS).
+    formats: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,15 @@ class Decision:
 def token(length: int) -> str:
     """A new secret of letters and digits from the system's CSPRNG."""
     return "".join(secrets.choice(ALPHABET) for _position in range(length))
+
+
+def new_value(form: str, length: int, new_token=token) -> str:
+    """A new secret in the given format (FORMATS)."""
+    if form == "base64url32":
+        return secrets.token_urlsafe(32)
+    if form != "token":
+        raise KeeperError("unknown secret format %s (known: %s)" % (form, ", ".join(FORMATS)))
+    return new_token(length)
 
 
 def _names(names: Sequence[str]) -> str:
@@ -106,7 +121,7 @@ def decide(kept: Optional[Mapping[str, str]], request: Request, new_token=token)
     base.update({n: request.in_use[n] for n in adopted})
     base.update(request.given)
     generated = sorted(n for n in request.generate if n not in base)
-    base.update({n: new_token(request.length) for n in generated})
+    base.update({n: new_value(request.formats.get(n, "token"), request.length, new_token) for n in generated})
     return Decision(values=base, generated=generated, adopted=adopted, moved=moved)
 
 

@@ -21,7 +21,8 @@ description:
   - O(seed) moves the secrets of another keeper in (an explicit move of the keeper); a keeper that
     already holds other values is refused.
   - O(given) values replace kept ones (an operator's deliberate rotation). Names in O(generate)
-    that are still missing get new values of O(length) letters and digits from the host's CSPRNG.
+    that are still missing get new values from the host's CSPRNG - O(length) letters and digits, or
+    the format O(formats) names.
   - The returned O(given), O(in_use) and O(seed) values are masked by Ansible like every
     C(no_log) argument; combine them over RV(secrets) in that order, as the difyops.dify.dify_secrets
     role does, and run the task with C(no_log).
@@ -41,6 +42,13 @@ options:
     description: Length of a generated value.
     type: int
     default: 48
+  formats:
+    description:
+      - The format of generated values, by name; names not listed get O(length) letters and digits (V(token)).
+      - V(base64url32) is 32 random bytes as unpadded base64url (43 characters), the form Dify's agent
+        backend requires of C(DIFY_AGENT_SERVER_SECRET_KEY).
+    type: dict
+    default: {}
   given:
     description: Values that replace the kept ones, by name.
     type: dict
@@ -121,7 +129,7 @@ moved:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.difyops.dify.plugins.module_utils.secrets_keeper import KeeperError, Request, keep
+from ansible_collections.difyops.dify.plugins.module_utils.secrets_keeper import FORMATS, KeeperError, Request, keep
 
 
 def main() -> None:
@@ -130,6 +138,7 @@ def main() -> None:
             path=dict(type="path", required=True),
             generate=dict(type="list", elements="str", default=[]),
             length=dict(type="int", default=48),
+            formats=dict(type="dict", default={}),
             given=dict(type="dict", default={}, no_log=True),
             in_use=dict(type="dict", default={}, no_log=True),
             in_use_at=dict(type="list", elements="str", default=[]),
@@ -144,13 +153,16 @@ def main() -> None:
     params = module.params
     if params["length"] < 32:
         module.fail_json(msg="length must be 32 or more (got %d)" % params["length"])
+    unknown = sorted(k for k, v in params["formats"].items() if v not in FORMATS)
+    if unknown:
+        module.fail_json(msg="formats must map names to one of %s (not: %s)" % (", ".join(FORMATS), ", ".join(unknown)))
     for option in ("given", "in_use", "seed"):
         wrong = sorted(k for k, v in params[option].items() if not isinstance(v, str) or not v)
         if wrong:
             module.fail_json(msg="%s must map names to non-empty strings (not: %s)" % (option, ", ".join(wrong)))
     request = Request(generate=params["generate"], length=params["length"], given=params["given"],
                       in_use=params["in_use"], in_use_at=params["in_use_at"], seed=params["seed"],
-                      seed_from=params["seed_from"], adopt=params["adopt"],
+                      seed_from=params["seed_from"], adopt=params["adopt"], formats=params["formats"],
                       where="the keeper %s" % (params["label"] or params["path"]))
     try:
         decision, changed, created = keep(params["path"], request, check_mode=module.check_mode,

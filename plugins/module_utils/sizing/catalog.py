@@ -88,6 +88,14 @@ SERVICE_SPECS: Dict[str, ServiceSpec] = {
     "pgbouncer": ServiceSpec(floor_mb=32, weight=0.05, cap_mb=64, cpu_weight=1.0, cpu_cap=1.0),
     # CPU-side memory of the inference engine (weights stream through host memory on load).
     "inference": ServiceSpec(floor_mb=2048, weight=2.0, cap_mb=None, cpu_weight=2.0),
+    # Dify 1.16's agent services (stack/versions.py). ESTIMATES, not measured here (their images
+    # cannot be pulled on the test machines): the agent backend is a Python (uvicorn) service like
+    # the api's processes at idle; the local sandbox runs the agent's shell commands, as the code
+    # sandbox runs code, so it gets the sandbox's floor and no CPU quota; the agent's SSRF proxy is
+    # the same squid as ssrf_proxy.
+    "agent_backend": ServiceSpec(floor_mb=320, weight=0.5, cap_mb=2048, cpu_weight=1.0),
+    "local_sandbox": ServiceSpec(floor_mb=256, weight=0.5, cap_mb=2048, cpu_weight=1.0),
+    "agent_ssrf_proxy": ServiceSpec(floor_mb=64, weight=0.1, cap_mb=256, cpu_weight=0.5, cpu_cap=1.0),
 }
 
 # Dify's api and worker are gevent processes: gunicorn ``--worker-class gevent`` and
@@ -144,17 +152,19 @@ def auto_profile(vcpus: int, memory_mb: int) -> str:
 
 
 def services_for(components: Tuple[str, ...], vector_store: str, runs_beat: bool = True,
-                 pooler: bool = False) -> Tuple[str, ...]:
+                 pooler: bool = False, extra_app: Tuple[str, ...] = ()) -> Tuple[str, ...]:
     """The Compose services that the given components run on one host, in a stable order.
     Only one app host of a fleet (``runs_beat``) runs worker_beat, and the plugin daemon: daemons
     on several hosts forward plugin calls to each other's container addresses, which other hosts
     cannot route (and upstream supports one daemon only), so every app host calls that one.
-    ``pooler``: the fleet puts PgBouncer in front of the database host's Postgres."""
+    ``pooler``: the fleet puts PgBouncer in front of the database host's Postgres. ``extra_app``:
+    the app services the Dify version adds (stack/versions.py), on every app host."""
     services = []
     if "gateway" in components:
         services.append("nginx")
     if "app" in components:
         services.extend(s for s in APP_SERVICES if runs_beat or s not in SINGLETON_APP_SERVICES)
+        services.extend(extra_app)
     if "database" in components:
         services.append("db_postgres")
         if pooler:

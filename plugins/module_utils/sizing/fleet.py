@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from ..stack import versions
 from . import validate
 from .catalog import (PROFILES, REQUIRED_COMPONENTS, SINGLE_HOST_COMPONENTS, VECTOR_STORES, auto_profile,
                       services_for)
@@ -220,10 +221,10 @@ def inference_endpoint(plan: Mapping[str, Any], single_node: bool) -> str:
 
 
 def fleet_section(plans: Dict[str, Dict[str, Any]], vector_store: str, beat_host: Optional[str],
-                  pooler: Tuple[bool, str] = (False, "")) -> Dict[str, Any]:
+                  pooler: Tuple[bool, str] = (False, ""), version: str = versions.DEFAULT_VERSION) -> Dict[str, Any]:
     """Settings only the whole fleet determines; also completes the data hosts' settings.
     ``pooler``: whether PgBouncer stands in front of Postgres (the database host's plan runs it)
-    and why (needs_pooler)."""
+    and why (needs_pooler). ``version``: the Dify version deployed (stack/versions.py)."""
     single_node = len(plans) == 1
     apps = [p for p in plans.values() if "app" in p["components"]]
     connections = {p["name"]: app_connections(p) for p in apps}
@@ -247,6 +248,8 @@ def fleet_section(plans: Dict[str, Dict[str, Any]], vector_store: str, beat_host
     data_access = {component: list(app_networks) for component in ("database", "redis", "vector_store", "gpu_inference")}
     return {
         "single_node": single_node,
+        "dify_version": version,
+        "gateway_routes": {name: list(routes) for name, routes in versions.gateway_routes(version).items()},
         "vector_store": vector_store,
         "worker_beat_host": beat_host,
         "migration_host": beat_host,
@@ -361,8 +364,10 @@ def plan_fleet(raw_hosts: Sequence[Mapping[str, Any]], options: Optional[Mapping
     problems.extend(validate.shared_addresses([(h.name, h.address) for h in hosts]))
     beat_host = check_placement(hosts, opts, problems)
     vector_store = choose_vector_store(opts["vector_store"], hosts, problems)
+    extra_app = versions.record(opts["version"]).extra_app_services
+    hosts = [replace(host, extra_app_services=extra_app) for host in hosts]
     for host in hosts:
-        services = services_for(host.components, vector_store, host.name == beat_host)
+        services = services_for(host.components, vector_store, host.name == beat_host, extra_app=extra_app)
         problems.extend(validate.placed_overrides(host.name, list(host.service_overrides), services))
     if problems:
         raise PlanError(problems)
@@ -380,10 +385,10 @@ def plan_fleet(raw_hosts: Sequence[Mapping[str, Any]], options: Optional[Mapping
         _replan_with_pooler(hosts, plans, vector_store, problems)
         if problems:
             raise PlanError(problems)
-    fleet = fleet_section(plans, vector_store, beat_host, pooler)
+    fleet = fleet_section(plans, vector_store, beat_host, pooler, opts["version"])
     # Only the choices go into the plan: object storage settings may carry credentials.
     chosen = {"profile": opts["profile"], "vector_store": opts["vector_store"],
-              "postgres_pooler": opts["postgres_pooler"]}
+              "postgres_pooler": opts["postgres_pooler"], "version": opts["version"]}
     return {"version": PLAN_VERSION, "options": chosen, "hosts": plans, "fleet": fleet}
 
 

@@ -57,6 +57,8 @@ class HostInput:
     setting_overrides: Mapping[str, int] = field(default_factory=dict)
     # Client connections the PgBouncer on this (database) host admits; 0: the fleet plans no pooler.
     pooler_clients: int = 0
+    # App services the Dify version adds to the core ones (stack/versions.py).
+    extra_app_services: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,8 @@ def plan_host(host: HostInput, vector_store: str, problems: List[str]) -> Option
     """The plan of one host, or None after appending the reasons to ``problems``."""
     before = len(problems)
     profile = auto_profile(host.vcpus, host.memory_mb) if host.profile == "auto" else host.profile
-    services = services_for(host.components, vector_store, host.runs_beat, host.pooler_clients > 0)
+    services = services_for(host.components, vector_store, host.runs_beat, host.pooler_clients > 0,
+                            host.extra_app_services)
     reserve_mb = os_reserve_mb(host.memory_mb)
     usable = host.memory_mb - reserve_mb
     cpu_available = round_cpus(host.vcpus - cpu_reserve(host.vcpus))

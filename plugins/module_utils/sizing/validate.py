@@ -22,6 +22,7 @@ import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
+from ..stack import versions
 from .catalog import COMPONENTS, POSTGRES_POOLER_CHOICES, PROFILES, SERVICE_SPECS, VECTOR_STORES
 from .host import OVERRIDABLE_SETTINGS
 
@@ -51,7 +52,7 @@ SERVICE_OVERRIDE_KEYS = ("memory_mb", "cpus")
 OVERRIDE_KEYS = ("services", "settings")
 HOST_KEYS = ("name", "components", "vcpus", "memory_mb", "architecture", "address", "disk_kind", "gpus", "profile",
              "worker_beat", "overrides", "open_files_limit")
-OPTION_KEYS = ("profile", "vector_store", "object_storage", "postgres_pooler")
+OPTION_KEYS = ("profile", "vector_store", "object_storage", "postgres_pooler", "version")
 STORAGE_KEYS = ("endpoint", "bucket", "region", "path_style", "plugin_bucket")
 # S3 bucket names: 3-63 lowercase letters, digits, dots and hyphens, a letter or digit at each end.
 BUCKET_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -487,9 +488,10 @@ def unusable_host(host: str) -> bool:
 
 def checked_options(options: Any, problems: List[str]) -> Dict[str, Any]:
     """The fleet options: profile (dify_profile_default), vector_store (dify_vector_store),
-    object_storage (dify_object_storage, reduced to whether it is configured) and postgres_pooler
-    (dify_postgres_pooler)."""
-    clean: Dict[str, Any] = {"profile": "auto", "vector_store": "auto", "object_storage": False, "postgres_pooler": "auto"}
+    object_storage (dify_object_storage, reduced to whether it is configured), postgres_pooler
+    (dify_postgres_pooler) and version (dify_stack_version, the Dify version deployed)."""
+    clean: Dict[str, Any] = {"profile": "auto", "vector_store": "auto", "object_storage": False, "postgres_pooler": "auto",
+                             "version": versions.DEFAULT_VERSION}
     if options is None:
         return clean
     if not isinstance(options, Mapping):
@@ -503,7 +505,8 @@ def checked_options(options: Any, problems: List[str]) -> Dict[str, Any]:
                             % (describe(key), suggestion(key, OPTION_KEYS), ", ".join(OPTION_KEYS)))
     for key, variable, choices in (("profile", "dify_profile_default", ("auto",) + PROFILES),
                                    ("vector_store", "dify_vector_store", ("auto",) + VECTOR_STORES),
-                                   ("postgres_pooler", "dify_postgres_pooler", POSTGRES_POOLER_CHOICES)):
+                                   ("postgres_pooler", "dify_postgres_pooler", POSTGRES_POOLER_CHOICES),
+                                   ("version", "dify_stack_version", versions.SUPPORTED)):
         value = options.get(key)
         if value is None or value == "":
             continue

@@ -17,18 +17,21 @@ from ..sizing.catalog import DIFY_UPLOAD_LIMITS_MB
 from ..sizing.fleet import INFERENCE_CONTAINER_PORTS, PORTS
 from ..sizing.fleet import inference_endpoint as fleet_inference_endpoint
 from ..sizing.validate import as_bool, bracketed, host_port, unusable_host
-from . import firewall, reference_1_13_3
+from . import firewall, versions
 
-REFERENCES = {reference_1_13_3.VERSION: reference_1_13_3}
+REFERENCES = {version: record.reference for version, record in versions.RECORDS.items()}
 # Variables of the Go runtime (read by weaviate and the plugin daemon), not Dify's own settings.
 RUNTIME_ENV = frozenset(("GOMEMLIMIT", "GOMAXPROCS"))
-# Secrets the project refers to; the role generates or takes each one (see dify_secrets).
-SECRET_VARIABLES = ("SECRET_KEY", "DB_PASSWORD", "REDIS_PASSWORD", "SANDBOX_API_KEY", "PLUGIN_DAEMON_KEY",
-                    "PLUGIN_DIFY_INNER_API_KEY", "WEAVIATE_API_KEY", "QDRANT_API_KEY", "PGVECTOR_PASSWORD",
-                    "INFERENCE_API_KEY", "S3_ACCESS_KEY", "S3_SECRET_KEY", "HF_TOKEN")
+# Secrets the project refers to; the role generates or takes each one (see dify_secrets): every
+# version's (stack/versions.py), then the ones the operator can only give.
+GIVEN_ONLY_SECRETS = ("S3_ACCESS_KEY", "S3_SECRET_KEY", "HF_TOKEN")
+SECRET_VARIABLES = tuple(dict.fromkeys(
+    [name for version in versions.SUPPORTED for name in versions.secrets(version)] + list(GIVEN_ONLY_SECRETS)))
 # Settings that browsers, e-mails, webhooks and the plugin daemon follow: Dify 1.13.3's api image
 # bakes http://127.0.0.1:5001 and :3000 into the first four, so each is set from the public URL.
 PUBLIC_URL_VARIABLES = ("CONSOLE_API_URL", "CONSOLE_WEB_URL", "SERVICE_API_URL", "APP_WEB_URL", "FILES_URL", "TRIGGER_URL")
+# Internal networks (no route out): the SSRF proxies' and the agent sandbox's.
+INTERNAL_NETWORKS = ("ssrf_proxy_network", "agent_sandbox_network", "local_sandbox_proxy_network")
 # Services run on the host, outside the project, when the fleet is split over several hosts.
 HOST_SERVICES_WHEN_SPLIT = ("nginx", "db_postgres")
 # Inference engines' images; the weights each plan tier loads come from the plan (sizing/gpu.py).
@@ -63,6 +66,11 @@ OLLAMA_PORT = INFERENCE_CONTAINER_PORTS["ollama"]
 WEAVIATE_GRPC_PORT = 50051
 SANDBOX_PORT = 8194
 SSRF_PORT = 3128
+# Dify 1.16's agent services: the agent backend's API and the local sandbox's shellctl.
+AGENT_BACKEND_PORT = 5050
+SHELLCTL_PORT = 5004
+# Redis database of the agent backend's runs (upstream's default; Dify uses 0, Celery 1).
+AGENT_REDIS_DB = 2
 PLUGIN_DEBUGGING_PORT = 5003
 DIFY_UID = 1001
 DB_USER = "dify"
@@ -91,11 +99,21 @@ def secret(name: str) -> str:
 
 def reference(version: str) -> Any:
     """The upstream reference of a Dify version; KeyError names the supported ones."""
-    try:
-        return REFERENCES[version]
-    except KeyError:
-        raise KeyError("Dify %s has no reference list in this collection (supported: %s)"
-                       % (version, ", ".join(sorted(REFERENCES))))
+    return versions.record(version).reference
+
+
+def plan_version(plan: Mapping[str, Any], given: str = "") -> str:
+    """The Dify version of the plan (plans before versions were recorded are the LTS's). A version
+    given to the role that differs from the plan's is refused: the plan sized the services of its
+    own version."""
+    planned = str(plan.get("options", {}).get("version") or versions.DEFAULT_VERSION)
+    if given:
+        versions.record(given)
+    if given and str(given) != planned:
+        raise StackError("dify_stack_version is %s but the plan was computed for Dify %s; set dify_stack_version "
+                         "for the whole fleet (inventory group_vars), so that the plan and the stack agree"
+                         % (given, planned))
+    return planned
 
 
 def hosts_with(plan: Mapping[str, Any], component: str) -> List[Mapping[str, Any]]:
@@ -229,7 +247,7 @@ def _storage_env(storage: Mapping[str, Any]) -> Tuple[Dict[str, str], Dict[str, 
 
 
 def app_env(plan: Mapping[str, Any], storage: Mapping[str, Any], url: str) -> Dict[str, str]:
-    """The settings api, worker and worker_beat share (Dify's x-shared-env)."""
+    """The settings api, worker and worker_beat share (Dify's x-shared-env, 1.14+'s shared.env)."""
     db_host, db_port = database_endpoint(plan)
     redis_host, redis_port = endpoint(plan, "redis", "redis")
     env = {
@@ -254,7 +272,16 @@ def app_env(plan: Mapping[str, Any], storage: Mapping[str, Any], url: str) -> Di
     env.update(url_env(url))
     env.update(_vector_env(plan))
     env.update(_storage_env(storage)[0])
+    if "api_websocket" in versions.record(plan_version(plan)).left_out:
+        # Real-time collaboration needs api_websocket, which the collection does not run.
+        env["ENABLE_COLLABORATION_MODE"] = "false"
     return env
+
+
+def agent_env() -> Dict[str, str]:
+    """How api and worker reach the host's agent backend (Dify 1.16+)."""
+    return {"AGENT_BACKEND_BASE_URL": "http://agent_backend:%d" % AGENT_BACKEND_PORT,
+            "AGENT_BACKEND_API_TOKEN": secret("DIFY_AGENT_API_TOKEN")}
 
 
 def _service(image: str, env: Mapping[str, str], planned: Mapping[str, Any], **extra: Any) -> Dict[str, Any]:
@@ -304,8 +331,12 @@ def _plugin_daemon(plan: Mapping[str, Any], host: str, images: Mapping[str, str]
         "DB_MAX_OPEN_CONNS": str(host_plan["settings"]["plugin_daemon"]["db_connections"]),
     }
     plugin_env.update(_storage_env(storage)[1])
+    record = versions.record(plan_version(plan))
+    extra: Dict[str, Any] = {}
+    if record.plugin_daemon_networks != ("default",):
+        extra["networks"] = list(record.plugin_daemon_networks)
     return _service(images["plugin_daemon"], plugin_env, host_plan["services"]["plugin_daemon"],
-                    volumes=["./%s:/app/storage" % DATA_DIRS["plugin_daemon"]],
+                    volumes=["./%s:/app/storage" % DATA_DIRS["plugin_daemon"]], **extra,
                     **_published(plan, host_plan, [(PORTS["plugin_daemon"], PORTS["plugin_daemon"])]),
                     **_depends(services, {"db_postgres": "service_healthy"}))
 
@@ -315,13 +346,17 @@ def app_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str], 
     """api, worker, worker_beat, web, sandbox, plugin_daemon and ssrf_proxy of one app host."""
     host_plan = plan["hosts"][host]
     planned, settings = host_plan["services"], host_plan["settings"]
+    record = versions.record(plan_version(plan))
     shared = app_env(plan, storage, url)
     waits = {"db_postgres": "service_healthy", "pgbouncer": "service_healthy", "redis": "service_healthy"}
+    agent = agent_env() if "agent_backend" in services else {}
+    if agent:
+        waits["agent_backend"] = "service_started"
     storage_volume = ["./%s:/app/api/storage" % DATA_DIRS["api"]]
     networks = ["default", "ssrf_proxy_network"]
     out: Dict[str, Any] = {}
     inner_key = {"INNER_API_KEY_FOR_PLUGIN": secret("PLUGIN_DIFY_INNER_API_KEY")}
-    api_env = dict(shared, **inner_key, MODE="api", MIGRATION_ENABLED="true" if plan["fleet"]["migration_host"] == host else "false",
+    api_env = dict(shared, **inner_key, **agent, MODE="api", MIGRATION_ENABLED="true" if plan["fleet"]["migration_host"] == host else "false",
                    SERVER_WORKER_AMOUNT=str(settings["api"]["server_worker_amount"]),
                    SERVER_WORKER_CLASS=settings["api"]["server_worker_class"],
                    SERVER_WORKER_CONNECTIONS=str(settings["api"]["server_worker_connections"]),
@@ -334,7 +369,7 @@ def app_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str], 
                           **_depends(services, waits))
     worker = settings["worker"]
     # One gevent process per container: its greenlets share the pool, replicas use more cores.
-    worker_env = dict(shared, **inner_key, MODE="worker", CELERY_WORKER_CLASS=worker["celery_worker_class"],
+    worker_env = dict(shared, **inner_key, **agent, MODE="worker", CELERY_WORKER_CLASS=worker["celery_worker_class"],
                       CELERY_WORKER_AMOUNT=str(worker["celery_worker_amount"]),
                       CELERY_AUTO_SCALE="true" if worker["celery_auto_scale"] else "false",
                       SQLALCHEMY_POOL_SIZE=str(worker["sqlalchemy_pool_size"]),
@@ -358,13 +393,56 @@ def app_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str], 
         **_healthcheck(["CMD", "curl", "-fsS", "http://localhost:%d/health" % SANDBOX_PORT]))
     if "plugin_daemon" in services:
         out["plugin_daemon"] = _plugin_daemon(plan, host, images, storage, services, shared)
-    out["ssrf_proxy"] = _service(images["ssrf_proxy"], {
-        "HTTP_PORT": str(SSRF_PORT), "COREDUMP_DIR": "/var/spool/squid", "REVERSE_PROXY_PORT": str(SANDBOX_PORT),
-        "SANDBOX_HOST": "sandbox", "SANDBOX_PORT": str(SANDBOX_PORT)}, planned["ssrf_proxy"],
-        volumes=["./ssrf_proxy/squid.conf:/etc/squid/squid.conf:ro"], networks=networks,
-        # squid resolves its sandbox peer once at start (then only on reload or hourly).
-        **_depends(services, {"sandbox": "service_started"}))
+    squid_env = {"HTTP_PORT": str(SSRF_PORT), "COREDUMP_DIR": "/var/spool/squid"}
+    if record.sandbox_reverse_proxy:
+        squid_env.update(REVERSE_PROXY_PORT=str(SANDBOX_PORT), SANDBOX_HOST="sandbox", SANDBOX_PORT=str(SANDBOX_PORT))
+    out["ssrf_proxy"] = _service(images["ssrf_proxy"], squid_env, planned["ssrf_proxy"],
+                                 volumes=["./ssrf_proxy/squid.conf:/etc/squid/squid.conf:ro"], networks=networks,
+                                 # squid resolves its sandbox peer once at start (then only on reload or hourly).
+                                 **_depends(services, {"sandbox": "service_started"} if record.sandbox_reverse_proxy else {}))
+    out.update(agent_services(plan, host, images, services))
     return {name: spec for name, spec in out.items() if name in services}
+
+
+def agent_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str], services: Sequence[str]) -> Dict[str, Any]:
+    """Dify 1.16's agent backend, its local sandbox and the sandbox's own SSRF proxy, on every app
+    host. The sandbox shares an internal network with the backend and another with its proxy only,
+    so it has no route to the api or the databases; the proxy admits the backend's stub API and the
+    api's signed file URLs, refuses every other private destination and lets the rest out."""
+    if "agent_backend" not in services:
+        return {}
+    planned = plan["hosts"][host]["services"]
+    redis_host, redis_port = endpoint(plan, "redis", "redis")
+    daemon = "http://%s" % host_port(*endpoint(plan, "plugin_daemon_host", "plugin_daemon"))
+    backend_env = {
+        "DIFY_AGENT_REDIS_URL": "redis://:%s@%s/%d" % (secret("REDIS_PASSWORD"), host_port(redis_host, redis_port), AGENT_REDIS_DB),
+        "DIFY_AGENT_REDIS_PREFIX": "dify-agent",
+        "DIFY_AGENT_PLUGIN_DAEMON_URL": daemon, "DIFY_AGENT_PLUGIN_DAEMON_API_KEY": secret("PLUGIN_DAEMON_KEY"),
+        "DIFY_AGENT_INNER_API_URL": "http://api:%d" % PORTS["api"],
+        # The api's INNER_API_KEY_FOR_PLUGIN, as upstream's comment requires.
+        "DIFY_AGENT_INNER_API_KEY": secret("PLUGIN_DIFY_INNER_API_KEY"),
+        "DIFY_AGENT_SHELLCTL_ENTRYPOINT": "http://local_sandbox:%d" % SHELLCTL_PORT,
+        "DIFY_AGENT_SHELLCTL_AUTH_TOKEN": secret("DIFY_AGENT_SHELLCTL_AUTH_TOKEN"),
+        "DIFY_AGENT_STUB_API_BASE_URL": "http://agent_backend:%d/agent-stub" % AGENT_BACKEND_PORT,
+        "DIFY_AGENT_SERVER_SECRET_KEY": secret("DIFY_AGENT_SERVER_SECRET_KEY"),
+        "DIFY_AGENT_API_TOKEN": secret("DIFY_AGENT_API_TOKEN"),
+    }
+    proxy = "http://agent_ssrf_proxy:%d" % SSRF_PORT
+    return {
+        "agent_backend": _service(images["agent_backend"], backend_env, planned["agent_backend"],
+                                  networks=["default", "agent_sandbox_network"],
+                                  **_depends(services, {"redis": "service_healthy", "plugin_daemon": "service_started",
+                                                        "local_sandbox": "service_healthy"})),
+        "local_sandbox": _service(images["local_sandbox"], {
+            "SHELLCTL_AUTH_TOKEN": secret("DIFY_AGENT_SHELLCTL_AUTH_TOKEN"), "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy,
+            "NO_PROXY": "localhost,127.0.0.1"}, planned["local_sandbox"],
+            networks=["agent_sandbox_network", "local_sandbox_proxy_network"],
+            **_healthcheck(["CMD", "curl", "-fsS", "http://localhost:%d/healthz" % SHELLCTL_PORT], "10s")),
+        "agent_ssrf_proxy": _service(images["agent_ssrf_proxy"], {"HTTP_PORT": str(SSRF_PORT), "COREDUMP_DIR": "/var/spool/squid"},
+                                     planned["agent_ssrf_proxy"],
+                                     volumes=["./ssrf_proxy/squid-agent.conf:/etc/squid/squid.conf:ro"],
+                                     networks=["default", "local_sandbox_proxy_network"]),
+    }
 
 
 def pgbouncer_service(plan: Mapping[str, Any], host: str, images: Mapping[str, str]) -> Dict[str, Any]:
@@ -542,8 +620,7 @@ def gateway_service(plan: Mapping[str, Any], host: str, images: Mapping[str, str
 
 def images_for(version: str, overrides: Optional[Mapping[str, str]] = None, engine: str = "vllm") -> Dict[str, str]:
     """The image of every service: the version's upstream images, then the operator's overrides."""
-    ref = reference(version)
-    images = {name: ref.IMAGES[name] for name in ref.IMAGES}
+    images = versions.record(version).images
     images["inference"] = INFERENCE_IMAGES[engine]
     images["pgbouncer"] = PGBOUNCER_IMAGE
     images.update(overrides or {})
@@ -558,7 +635,7 @@ def build_project(plan: Mapping[str, Any], host: str, options: Optional[Mapping[
     gateway_port, public_url (default: from the gateway host's address), env_extra
     (service -> {VARIABLE: value}), ssrf_allowed_networks (private networks the SSRF proxy admits)."""
     opts = dict(options or {})
-    version = str(opts.get("version") or reference_1_13_3.VERSION)
+    version = plan_version(plan, str(opts.get("version") or ""))
     services = project_services(plan, host)
     inference = plan["hosts"][host]["settings"].get("inference", {})
     images = images_for(version, opts.get("images"), str(inference.get("engine") or "vllm"))
@@ -583,8 +660,9 @@ def build_project(plan: Mapping[str, Any], host: str, options: Optional[Mapping[
     project: Dict[str, Any] = {"name": str(opts.get("name") or "dify"), "services": spec}
     if spec:
         project["networks"] = {"default": {}}
-        if "ssrf_proxy" in spec:
-            project["networks"]["ssrf_proxy_network"] = {"internal": True}
+        for network in INTERNAL_NETWORKS:
+            if any(network in (service.get("networks") or ()) for service in spec.values()):
+                project["networks"][network] = {"internal": True}
     return project
 
 
@@ -627,6 +705,9 @@ def unknown_env(project: Mapping[str, Any], version: str) -> List[str]:
         known = set(OTHER_SERVICE_ENV.get(service) or ref.SERVICE_ENV_NAMES.get(service, ())) | RUNTIME_ENV
         if service in ref.SHARED_ENV_SERVICES:
             known |= ref.ENV_NAMES | ref.SETTINGS_NAMES
+        # 1.14+: what the service's env files give it (and Dify's settings that no example lists).
+        for source in ref.ENV_FILES.get(service, ()):
+            known |= ref.FILE_ENV_NAMES.get(source, frozenset()) | ref.SETTINGS_NAMES
         problems += ["%s: %s" % (service, name) for name in spec.get("environment", {}) if name not in known]
     return problems
 
@@ -690,7 +771,8 @@ def bundle(plan: Mapping[str, Any], host: str, options: Optional[Mapping[str, An
     """Everything the role needs for one host: the project and what follows from it."""
     opts = options or {}
     project = build_project(plan, host, opts)
-    version = str(opts.get("version") or reference_1_13_3.VERSION)
+    version = plan_version(plan)
+    record = versions.record(version)
     inference = plan["hosts"][host]["settings"].get("inference", {})
     endpoint_url = inference_endpoint(plan, host) if "inference" in project["services"] else None
     api_env = project["services"].get("api", {}).get("environment", {})
@@ -700,6 +782,11 @@ def bundle(plan: Mapping[str, Any], host: str, options: Optional[Mapping[str, An
     except firewall.FirewallError as exc:
         raise StackError("the firewall cannot be written: %s" % exc)
     return {
+        "version": version,
+        # The SSRF proxy's reverse proxy to the sandbox (1.13) and its agent twin (1.16+).
+        "squid": {"sandbox_reverse_proxy": record.sandbox_reverse_proxy,
+                  "agent_proxy": "agent_ssrf_proxy" in project["services"]},
+        "sandbox": {"python_path": record.sandbox_python_path},
         "public_url": api_env.get("CONSOLE_API_URL"),
         "ssrf_allowed_private": ssrf_allowed_private(plan, opts.get("ssrf_allowed_networks") or ()),
         "compose": project,

@@ -7,7 +7,52 @@ tools/stack_reference.py from Dify's docker/.env.example and docker-compose.yaml
 from __future__ import annotations
 
 VERSION = '1.13.3'
-# Every variable of .env.example; services marked shared receive all of them.
+UPSTREAM_COMMIT = '0055b983dc32deacc31351c13a555055ffc9b844'
+# sha256 of the reference tables (../shared/reference/dify-1.13.3/) this module was generated from.
+SOURCE_SHA256 = {
+    'env-defaults.tsv': '099bc751504b9d3ebf504f698f54ab6bbc94667b09a5c259558150718517266e',
+    'service-env.tsv': '6075f327b2e7ca7588c7833641596012eaf6fe03069f2d66d96456f5999ebf52',
+    'services.tsv': 'e387e856b3eab36fa7889b2ddb6adb51b343348ec15404843b19534e1226b107',
+}
+# Every service of upstream's docker-compose.yaml, in file order.
+SERVICES = (
+    'init_permissions',
+    'api',
+    'worker',
+    'worker_beat',
+    'web',
+    'db_postgres',
+    'db_mysql',
+    'redis',
+    'sandbox',
+    'plugin_daemon',
+    'ssrf_proxy',
+    'certbot',
+    'nginx',
+    'weaviate',
+    'oceanbase',
+    'seekdb',
+    'qdrant',
+    'couchbase-server',
+    'pgvector',
+    'vastbase',
+    'pgvecto-rs',
+    'chroma',
+    'iris',
+    'oracle',
+    'etcd',
+    'minio',
+    'milvus-standalone',
+    'opensearch',
+    'opensearch-dashboards',
+    'opengauss',
+    'myscale',
+    'matrixone',
+    'elasticsearch',
+    'kibana',
+    'unstructured',
+)
+# Every variable of the env examples; services marked shared receive all of them.
 ENV_NAMES = frozenset((
     'ACCESS_TOKEN_EXPIRE_MINUTES',
     'ALIBABACLOUD_MYSQL_DATABASE',
@@ -891,6 +936,12 @@ SERVICE_ENV_NAMES = {
     'worker_beat': frozenset((
         'MODE',
     )),
+}
+# The env files each service loads (env_file), as paths of the repository's examples.
+ENV_FILES = {
+}
+# The variables of each env file.
+FILE_ENV_NAMES = {
 }
 IMAGES = {
     'api': 'langgenius/dify-api:1.13.3',

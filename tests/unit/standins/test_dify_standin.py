@@ -54,7 +54,10 @@ def image_layout(path):
 def collection_sandbox_config():
     """The collection's own sandbox config, rendered from the dify_stack role's template."""
     text = (REPO / "roles" / "dify_stack" / "templates" / "sandbox-config.yaml.j2").read_text(encoding="utf-8")
-    rendered = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(text).render(ansible_managed="managed")
+    # Dify 1.13.3's sandbox (0.2.14), whose config names its interpreter.
+    bundle = {"sandbox": {"python_path": "/opt/python/bin/python3"}}
+    rendered = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(text).render(
+        ansible_managed="managed", _dify_stack_bundle=bundle)
     return yaml.safe_load(rendered)
 
 

@@ -1,0 +1,142 @@
+# -*- coding: utf-8 -*-
+# Copyright: difyops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the collection knows of each Dify version it deploys, one record per version (pure data).
+
+Every consumer reads the record of the version the plan names: the sizing engine (which app
+services a host runs), the Compose builder (images, services, networks, variables), the secrets
+keeper (which secrets, in which format), the gateway (routes) and the SSRF proxy. The reference
+module of each version (generated from upstream's files, ``reference_<version>.py``) lists
+upstream's services, variables and default secrets; the record says what the collection does with
+them: every upstream service is either deployed or left out with the reason.
+
+Adding a version: generate its reference module (tools/stack_reference.py), then add its record
+here; the unit tests check the record against the reference (every service placed or left out,
+every variable the builder writes known to the version, every secret in its format).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Dict, Mapping, Tuple
+
+from . import reference_1_13_3, reference_1_16_1
+
+# Secret formats the keeper can generate. token: letters and digits (dify_secrets_length long);
+# base64url32: 32 random bytes as unpadded base64url (43 characters), which Dify's agent backend
+# requires of its server key (it derives a JWE key from it and refuses any other form).
+SECRET_FORMATS = ("token", "base64url32")
+
+# Services that hold Dify's core on an app host in every version; worker_beat and the plugin
+# daemon run on one app host of a fleet only.
+CORE_APP_SERVICES = ("api", "worker", "worker_beat", "web", "sandbox", "plugin_daemon", "ssrf_proxy")
+
+# Upstream services no version deploys, and why (the inventory's components place the rest).
+ALWAYS_LEFT_OUT: Dict[str, str] = {
+    "init_permissions": "dify_stack creates the storage directories owned by Dify's user itself",
+    "db_mysql": "the collection runs PostgreSQL only (DB_TYPE=postgresql)",
+    "certbot": "TLS is terminated in front of the gateway or by the operator's own certificates",
+    "unstructured": "the optional Unstructured ETL service is off (ETL_TYPE=dify)",
+}
+OTHER_VECTOR_STORES = ("oceanbase", "seekdb", "couchbase-server", "vastbase", "pgvecto-rs", "chroma", "iris", "oracle",
+                       "milvus-standalone", "opensearch", "opengauss", "myscale", "matrixone", "elasticsearch")
+VECTOR_STORE_HELPERS = {"etcd": "milvus-standalone", "minio": "milvus-standalone",
+                        "opensearch-dashboards": "opensearch", "kibana": "elasticsearch"}
+
+
+def _left_out(extra: Mapping[str, str]) -> Dict[str, str]:
+    reasons = dict(ALWAYS_LEFT_OUT)
+    reasons.update({name: "the collection deploys Weaviate, Qdrant or pgvector (dify_vector_store)"
+                    for name in OTHER_VECTOR_STORES})
+    reasons.update({name: "serves %s, which the collection does not deploy" % store
+                    for name, store in VECTOR_STORE_HELPERS.items()})
+    reasons.update(extra)
+    return reasons
+
+
+@dataclass(frozen=True)
+class Version:
+    """One Dify version as the collection deploys it."""
+
+    version: str
+    # The release line and whether it is upstream's long-term support line.
+    line: str
+    lts: bool
+    reference: ModuleType
+    # App services beyond the core ones (on every app host), in start order.
+    extra_app_services: Tuple[str, ...] = ()
+    # Upstream services not deployed, with the reason.
+    left_out: Mapping[str, str] = field(default_factory=dict)
+    # Secrets the version needs beyond the core ones, and their formats.
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    # Gateway routes to the api, besides the ones every version has.
+    api_routes: Tuple[str, ...] = ()
+    # 1.13's SSRF proxy also served a reverse proxy to the sandbox (SSRF_REVERSE_PROXY_PORT).
+    sandbox_reverse_proxy: bool = True
+    # Networks the plugin daemon joins (1.16 puts it behind the SSRF proxy too).
+    plugin_daemon_networks: Tuple[str, ...] = ("default",)
+    # The interpreter the sandbox's config.yaml names; empty: the sandbox finds it (0.2.15+).
+    sandbox_python_path: str = "/opt/python/bin/python3"
+
+    @property
+    def app_services(self) -> Tuple[str, ...]:
+        return CORE_APP_SERVICES + self.extra_app_services
+
+    @property
+    def images(self) -> Dict[str, str]:
+        return dict(self.reference.IMAGES)
+
+
+# Every version deploys these; the records add their own.
+CORE_SECRETS: Dict[str, str] = {name: "token" for name in (
+    "SECRET_KEY", "DB_PASSWORD", "REDIS_PASSWORD", "SANDBOX_API_KEY", "PLUGIN_DAEMON_KEY", "PLUGIN_DIFY_INNER_API_KEY",
+    "WEAVIATE_API_KEY", "QDRANT_API_KEY", "PGVECTOR_PASSWORD", "INFERENCE_API_KEY")}
+CORE_API_ROUTES = ("/console/api", "/api", "/v1", "/files", "/mcp", "/triggers")
+WEB_ROUTES = ("/explore", "/")
+PLUGIN_ROUTES = ("/e/",)
+
+LTS_1_13 = Version(
+    version="1.13.3", line="1.13", lts=True, reference=reference_1_13_3,
+    left_out=_left_out({}),
+)
+
+V1_16 = Version(
+    version="1.16.1", line="1.16", lts=False, reference=reference_1_16_1,
+    extra_app_services=("agent_backend", "local_sandbox", "agent_ssrf_proxy"),
+    left_out=_left_out({
+        "api_websocket": "real-time collaboration (profile collaboration) is off: ENABLE_COLLABORATION_MODE=false",
+    }),
+    secrets={"DIFY_AGENT_SERVER_SECRET_KEY": "base64url32", "DIFY_AGENT_API_TOKEN": "token",
+             "DIFY_AGENT_SHELLCTL_AUTH_TOKEN": "token"},
+    api_routes=("/openapi",),
+    sandbox_reverse_proxy=False,
+    plugin_daemon_networks=("ssrf_proxy_network", "default"),
+    sandbox_python_path="",
+)
+
+RECORDS: Dict[str, Version] = {record.version: record for record in (LTS_1_13, V1_16)}
+# The version deployed when the inventory names none: the LTS line, until a newer one is proven here.
+DEFAULT_VERSION = LTS_1_13.version
+SUPPORTED = tuple(RECORDS)
+
+
+def record(version: str) -> Version:
+    """The record of a supported version; KeyError names the supported ones."""
+    try:
+        return RECORDS[str(version)]
+    except KeyError:
+        raise KeyError("Dify %s is not supported by this collection (supported: %s; set dify_stack_version to one)"
+                       % (version, ", ".join(SUPPORTED)))
+
+
+def secrets(version: str) -> Dict[str, str]:
+    """Every secret a version's deployment may use, with its format."""
+    out = dict(CORE_SECRETS)
+    out.update(record(version).secrets)
+    return out
+
+
+def gateway_routes(version: str) -> Dict[str, Tuple[str, ...]]:
+    """The gateway's routes by the upstream that serves them. API routes carry streamed answers."""
+    return {"api": CORE_API_ROUTES + record(version).api_routes, "web": WEB_ROUTES, "plugin_daemon": PLUGIN_ROUTES}
