@@ -10,7 +10,8 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.basic import missing_required_lib
-from ansible_collections.difyops.dify.plugins.module_utils.stack.compose import StackError, bundle
+from ansible_collections.difyops.dify.plugins.module_utils.stack import versions
+from ansible_collections.difyops.dify.plugins.module_utils.stack.compose import VERSION_FIELD, StackError, bundle
 from ansible_collections.difyops.dify.plugins.module_utils.stack.moves import plan_data_moves as _plan_data_moves
 
 try:
@@ -64,12 +65,35 @@ def plan_data_moves(plan: Mapping[str, Any], deployed: Mapping[str, Any], allowe
                                  "projects by host are needed (%s)" % exc)
 
 
+def deployed_version(project: Any) -> Optional[str]:
+    """The Dify version a deployed compose.yaml records; projects written before versions were
+    recorded are 1.13.3's (the only version the collection deployed then); None: no project."""
+    if not isinstance(project, Mapping) or not project.get("services"):
+        return None
+    record = project.get(VERSION_FIELD)
+    if isinstance(record, Mapping) and record.get("dify_version"):
+        return str(record["dify_version"])
+    return "1.13.3"
+
+
+def dify_upgrade(deployed: Mapping[str, Any], target: str) -> Dict[str, Any]:
+    """What an upgrade to ``target`` does on the fleet whose deployed projects are given by host."""
+    if not isinstance(deployed, Mapping):
+        raise AnsibleFilterError("dify_upgrade: the deployed Compose projects by inventory host are needed, got %s"
+                                 % type(deployed).__name__)
+    running = {str(host): deployed_version(_plain(project)) for host, project in deployed.items()}
+    result = versions.upgrade(running, str(target))
+    result["deployed"] = running
+    return result
+
+
 class FilterModule:
     """The Compose filters."""
 
     def filters(self):
         return {
             "plan_data_moves": plan_data_moves,
+            "dify_upgrade": dify_upgrade,
             "compose_project": compose_project,
             "compose_schema_errors": compose_schema_errors,
         }

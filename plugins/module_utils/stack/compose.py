@@ -30,6 +30,8 @@ SECRET_VARIABLES = tuple(dict.fromkeys(
 # Settings that browsers, e-mails, webhooks and the plugin daemon follow: Dify 1.13.3's api image
 # bakes http://127.0.0.1:5001 and :3000 into the first four, so each is set from the public URL.
 PUBLIC_URL_VARIABLES = ("CONSOLE_API_URL", "CONSOLE_WEB_URL", "SERVICE_API_URL", "APP_WEB_URL", "FILES_URL", "TRIGGER_URL")
+# The extension field of compose.yaml that records what the collection deployed.
+VERSION_FIELD = "x-difyops"
 # Internal networks (no route out): the SSRF proxies' and the agent sandbox's.
 INTERNAL_NETWORKS = ("ssrf_proxy_network", "agent_sandbox_network", "local_sandbox_proxy_network")
 # Services run on the host, outside the project, when the fleet is split over several hosts.
@@ -657,7 +659,9 @@ def build_project(plan: Mapping[str, Any], host: str, options: Optional[Mapping[
     for service, extra in extra_env.items():
         if service in spec:
             spec[service].setdefault("environment", {}).update({k: str(v) for k, v in extra.items()})
-    project: Dict[str, Any] = {"name": str(opts.get("name") or "dify"), "services": spec}
+    # The deployed version, for upgrades to read (an extension field: Compose ignores it).
+    project: Dict[str, Any] = {"name": str(opts.get("name") or "dify"), VERSION_FIELD: {"dify_version": version},
+                               "services": spec}
     if spec:
         project["networks"] = {"default": {}}
         for network in INTERNAL_NETWORKS:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Dict, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from . import reference_1_13_3, reference_1_16_1
 
@@ -128,6 +128,51 @@ def record(version: str) -> Version:
     except KeyError:
         raise KeyError("Dify %s is not supported by this collection (supported: %s; set dify_stack_version to one)"
                        % (version, ", ".join(SUPPORTED)))
+
+
+def parse(version: str) -> Tuple[int, ...]:
+    """1.16.1 -> (1, 16, 1); ValueError for anything else."""
+    parts = tuple(int(part) for part in str(version).split("."))
+    if len(parts) != 3:
+        raise ValueError(version)
+    return parts
+
+
+def upgrade(deployed: Mapping[str, Optional[str]], target: str) -> Dict[str, Any]:
+    """What an upgrade of a fleet to ``target`` does, from the version each host runs (None: no
+    project on the host; a project that records no version was deployed before versions were
+    recorded, which only 1.13.3 was: pass it as that).
+
+    Returns from (the oldest version deployed), to, needed (some host runs an older version),
+    hosts (those to upgrade, in name order) and problems (each names the hosts and the fix; an
+    upgrade with problems must change nothing). Hosts may run ``from`` or ``to`` (a run that
+    stopped half way), never anything else."""
+    problems: List[str] = []
+    if target not in RECORDS:
+        problems.append("dify_stack_version %s is not supported (supported: %s)" % (target, ", ".join(SUPPORTED)))
+    running = {host: str(version) for host, version in deployed.items() if version}
+    unknown = sorted(h for h, v in running.items() if v not in RECORDS)
+    if unknown:
+        problems.append("%s run%s Dify %s, which this collection does not know; upgrade it with the collection "
+                        "release that deployed it, or redeploy" % (", ".join(unknown), "s" if len(unknown) == 1 else "",
+                                                                  ", ".join(sorted({running[h] for h in unknown}))))
+    if not running:
+        problems.append("no host runs a Dify project yet: deploy it with difyops.dify.site (dify_stack_version: %s)"
+                        % target)
+    if problems:
+        return {"from": None, "to": target, "needed": False, "hosts": [], "problems": problems}
+    newer = sorted(h for h, v in running.items() if parse(v) > parse(target))
+    if newer:
+        problems.append("%s already run%s Dify %s, newer than %s: the collection does not downgrade (the database "
+                        "was migrated); restore a backup taken before the upgrade instead (difyops.dify.restore)"
+                        % (", ".join(newer), "s" if len(newer) == 1 else "", running[newer[0]], target))
+    oldest = min(running.values(), key=parse)
+    mixed = sorted(h for h, v in running.items() if v not in (oldest, target))
+    if mixed:
+        problems.append("the fleet runs Dify %s; an upgrade goes from one version to %s: upgrade %s to %s first"
+                        % (", ".join(sorted(set(running.values()), key=parse)), target, ", ".join(mixed), oldest))
+    hosts = sorted(h for h, v in running.items() if v != target)
+    return {"from": oldest, "to": target, "needed": bool(hosts) and not problems, "hosts": hosts, "problems": problems}
 
 
 def secrets(version: str) -> Dict[str, str]:
