@@ -3,12 +3,15 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """TEST STAND-IN for Dify 1.13.3's own images, which this machine cannot pull: langgenius/dify-api:1.13.3
 (api, worker, worker_beat), langgenius/dify-web:1.13.3, langgenius/dify-sandbox:0.2.14 and
-langgenius/dify-plugin-daemon:0.5.3-local (which it cannot build either: the Go module proxy refuses the module). It is not Dify:
+langgenius/dify-plugin-daemon:0.5.3-local (which it cannot build either: the Go module proxy refuses the module), and
+for Dify 1.16.1's agent images langgenius/dify-agent-backend:1.16.1 and langgenius/dify-agent-local-sandbox:1.16.1
+(with the api's side of them). It is not Dify:
 it does what the collection's deployment depends on and FAILS LOUDLY (exit 1, naming the variable, key or
 file) when the deployment breaks a contract of the real images. Never used outside the tests.
 
 Run as `python3 -u dify_standin.py ROLE`; ROLE is dify-api (dispatches on MODE = api | worker | beat like the
-real image's entrypoint; unset means api), web, sandbox or plugin_daemon (or api, worker, beat directly).
+real image's entrypoint; unset means api), web, sandbox, plugin_daemon, agent_backend or local_sandbox (or api,
+worker, beat directly).
 
 Refusals at start (line `CONTRACT BROKEN: ...` on stderr, exit 1):
   every role   a variable it reads still holds an uninterpolated Compose reference (`${...`).
@@ -23,6 +26,10 @@ Refusals at start (line `CONTRACT BROKEN: ...` on stderr, exit 1):
                SQLALCHEMY_POOL_SIZE/SQLALCHEMY_MAX_OVERFLOW/SERVER_WORKER_CONNECTIONS/CELERY_* not numbers;
                /app/api/storage not writable (names the directory and uid); PostgreSQL unreachable for 60 s
                (or refusing the credentials or DB_DATABASE at once); Redis or the broker refusing PING.
+  api, worker  (Dify 1.16.1: only when AGENT_BACKEND_BASE_URL is in the environment; 1.13.3 has none of it)
+               AGENT_BACKEND_BASE_URL empty, not an http(s) URL or on loopback; AGENT_BACKEND_API_TOKEN empty, upstream's
+               development default dify-agent-run-token-for-dev-only, or not header-safe (whitespace, non-ASCII);
+               AGENT_BACKEND_STREAM_READ_TIMEOUT_SECONDS/STREAM_MAX_RECONNECTS/RUN_TIMEOUT_SECONDS not numbers.
   api          MIGRATION_ENABLED=true creates the table difyops_standin_migrations (stands in for
                `flask db upgrade`) or exits 1.
   beat         (URLs are only warned about) another worker_beat already beating on the same broker.
@@ -49,6 +56,18 @@ Refusals at start (line `CONTRACT BROKEN: ...` on stderr, exit 1):
                DB_USERNAME needs CREATEDB or the database must exist; Redis refusing PING. After the start (exit 1
                while serving): Dify's api answering 401/404 to GET {DIFY_INNER_API_URL}/inner/api/difyops-standin/...
                with X-Inner-Api-Key = DIFY_INNER_API_KEY (it must equal the api's INNER_API_KEY_FOR_PLUGIN).
+  agent_backend  DIFY_AGENT_SERVER_SECRET_KEY empty, upstream's development default (MDEyMzQ1...), padded with '=',
+               holding characters outside base64url ('+', '/' of standard base64), or not decoding to exactly 32 bytes
+               (upstream: secrets.token_urlsafe(32)); DIFY_AGENT_API_TOKEN empty, the development default
+               dify-agent-run-token-for-dev-only, or not header-safe; DIFY_AGENT_REDIS_URL empty or not
+               redis://[:password@]host:port/db, Redis refusing it (AUTH, at once) or unreachable for 60 s;
+               DIFY_AGENT_PLUGIN_DAEMON_URL, DIFY_AGENT_INNER_API_URL, DIFY_AGENT_SHELLCTL_ENTRYPOINT empty, not http(s)
+               URLs or on loopback; DIFY_AGENT_PLUGIN_DAEMON_API_KEY, DIFY_AGENT_INNER_API_KEY empty (upstream's Compose
+               always falls back to the plugin daemon's keys); DIFY_AGENT_STUB_API_BASE_URL set but not an http(s) URL;
+               DIFY_AGENT_SHUTDOWN_GRACE_SECONDS/RUN_RETENTION_SECONDS not numbers; DIFY_AGENT_SHELL_REDACT_PATTERNS set
+               but not a JSON array of regular expressions. Secret values are never printed.
+  local_sandbox  HTTP_PROXY or HTTPS_PROXY unset, empty, not an http(s) URL or on loopback (its egress must go through
+               agent_ssrf_proxy); SHELLCTL_AUTH_TOKEN not header-safe; SHELLCTL_ENABLE_PATH_ISOLATION not true/false.
 Load (api): like gunicorn's gevent workers and Flask-SQLAlchemy, the api serves at most SERVER_WORKER_AMOUNT x
 SERVER_WORKER_CONNECTIONS connections at once (default 1 x 10, as Dify; the others wait in the listen backlog,
 and an idle keep-alive connection is closed after 2 s, gunicorn's --keep-alive). Connection slots are numbered,
@@ -67,7 +86,10 @@ no migrations table on a MIGRATION_ENABLED=false api; a public URL with a traili
 config disabling the network, or a config app.key that API_KEY overrides; the plugin daemon's Dify inner API
 unreachable (every 30 s until it answers), PLUGIN_WORKING_PATH outside /app/storage, /app/storage not a mount point,
 DB_MAX_OPEN_CONNS=0 (no limit), another daemon sharing its Redis (named with its registered address, and whether that
-address answers from this node), its node key failing to refresh.
+address answers from this node), its node key failing to refresh. agent_backend: DIFY_AGENT_SHELLCTL_AUTH_TOKEN empty,
+DIFY_AGENT_REDIS_URL on database 0 or 1 (upstream: 2), DIFY_AGENT_STUB_API_BASE_URL empty or outside /agent-stub/ (the
+only path agent_ssrf_proxy lets local_sandbox reach). local_sandbox: SHELLCTL_AUTH_TOKEN empty, NO_PROXY naming hosts
+other than loopback ones (they bypass the proxy).
 
 Service (what the tests exercise):
   api :5001     GET /health; GET /console/api/*, /api/*, /v1/*, /files/*, /mcp/*, /triggers/* describe the
@@ -104,12 +126,33 @@ Service (what the tests exercise):
                 agent_strategy_installations), keeps at most DB_MAX_OPEN_CONNS (30) connections, and registers this
                 node in Redis every 5 s as the hash plugin_daemon:nodes:<node id> (ip = first non-loopback IPv4
                 interface address, port = SERVER_PORT; 15 s TTL; removed on SIGTERM). No remote-debugging listener.
+  api (1.16.1)  POST /console/api/difyops-standin/agent {"command": ...} (optional), only with AGENT_BACKEND_BASE_URL
+                set (otherwise the route describes itself, as before): POST {AGENT_BACKEND_BASE_URL}/difyops-standin/runs
+                with `Authorization: Bearer <AGENT_BACKEND_API_TOKEN>`, no proxy, AGENT_BACKEND_STREAM_READ_TIMEOUT_SECONDS
+                (30) to answer; 200 {"api", "agent_backend_status", "agent_backend": {...}} when the whole chain worked,
+                401 with "refused_by" (agent_backend or local_sandbox) and the setting to fix when a token was refused
+                on the way, 502 otherwise.
+  agent_backend :5050  GET /health: 200 {"status": "ok", ...}. Everything else wants `Authorization: Bearer
+                <DIFY_AGENT_API_TOKEN>`, else 401 {"code": "unauthorized", "refused_by": "agent_backend"}. POST
+                /difyops-standin/runs {"command": ...} (default `echo difyops-standin-agent-chain`): POST
+                {DIFY_AGENT_SHELLCTL_ENTRYPOINT}/difyops-standin/exec with `Authorization: Bearer
+                <DIFY_AGENT_SHELLCTL_AUTH_TOKEN>` (none when empty), SETEX {DIFY_AGENT_REDIS_PREFIX}:difyops-standin:run:<id>
+                for DIFY_AGENT_RUN_RETENTION_SECONDS, 200 {"run_id", "local_sandbox": shellctl's answer, "redis_key", ...};
+                401 refused_by local_sandbox when shellctl refuses the token; 502 when shellctl does not answer; 503 when
+                Redis fails. At start it writes {prefix}:difyops-standin:agent_backend:<host> (1 h TTL).
+  local_sandbox :5004  GET /healthz: 200. With SHELLCTL_AUTH_TOKEN set, the POST routes want `Authorization: Bearer
+                <SHELLCTL_AUTH_TOKEN>`, else 401 refused_by local_sandbox. POST /difyops-standin/exec {"command"}: sh -c
+                in $HOME with the container's environment (HTTP(S)_PROXY included), 30 s at most: {"exit_code", "stdout",
+                "stderr", "uid", ...}. POST /difyops-standin/fetch {"url"}: GET through HTTP_PROXY/HTTPS_PROXY (unless
+                NO_PROXY names the host): 200 {"status": the proxy's or server's status (for https the CONNECT status),
+                "proxy", "headers": Via/X-Squid-Error/X-Cache/Server, "body", "error"}, 502 when no proxy answered.
 Exits 0 on SIGTERM. DIFYOPS_STANDIN_WAIT_S (stand-in only) shortens the 60 s wait for PostgreSQL and Redis.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import fcntl
 import hashlib
 import hmac
@@ -149,7 +192,9 @@ except ImportError:  # nor (perhaps) python3-yaml
 
 VERSION = "1.13.3"
 STANDIN_FOR = {"dify-api": "langgenius/dify-api:1.13.3", "web": "langgenius/dify-web:1.13.3",
-               "sandbox": "langgenius/dify-sandbox:0.2.14", "plugin_daemon": "langgenius/dify-plugin-daemon:0.5.3-local"}
+               "sandbox": "langgenius/dify-sandbox:0.2.14", "plugin_daemon": "langgenius/dify-plugin-daemon:0.5.3-local",
+               "agent_backend": "langgenius/dify-agent-backend:1.16.1",
+               "local_sandbox": "langgenius/dify-agent-local-sandbox:1.16.1"}
 HOST = socket.gethostname()
 API_PORT = 5001
 WEB_PORT = 3000
@@ -169,11 +214,15 @@ PUBLIC_URLS = ("CONSOLE_API_URL", "CONSOLE_WEB_URL", "SERVICE_API_URL", "APP_WEB
 WEB_URLS = ("CONSOLE_API_URL", "APP_API_URL")
 DB_VARIABLES = ("DB_HOST", "DB_PORT", "DB_USERNAME", "DB_PASSWORD", "DB_DATABASE")
 REDIS_VARIABLES = ("REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB")
+# What Dify 1.16.1 gives api and worker (absent from 1.13.3, where none of this applies).
+API_AGENT_VARIABLES = ("AGENT_BACKEND_BASE_URL", "AGENT_BACKEND_API_TOKEN", "AGENT_BACKEND_STREAM_READ_TIMEOUT_SECONDS",
+                       "AGENT_BACKEND_STREAM_MAX_RECONNECTS", "AGENT_BACKEND_RUN_TIMEOUT_SECONDS")
 APP_VARIABLES = PUBLIC_URLS + ("ENDPOINT_URL_TEMPLATE", "INTERNAL_FILES_URL", "SECRET_KEY", "DB_TYPE") + DB_VARIABLES \
     + REDIS_VARIABLES + ("CELERY_BROKER_URL", "CODE_EXECUTION_ENDPOINT", "CODE_EXECUTION_API_KEY", "STORAGE_TYPE",
                          "OPENDAL_SCHEME", "OPENDAL_FS_ROOT", "SQLALCHEMY_POOL_SIZE", "SQLALCHEMY_MAX_OVERFLOW",
                          "SERVER_WORKER_AMOUNT", "SERVER_WORKER_CONNECTIONS", "CELERY_WORKER_AMOUNT", "CELERY_AUTO_SCALE",
-                         "CELERY_MAX_WORKERS", "MIGRATION_ENABLED", "MODE", "INNER_API_KEY_FOR_PLUGIN", "PLUGIN_DAEMON_KEY")
+                         "CELERY_MAX_WORKERS", "MIGRATION_ENABLED", "MODE", "INNER_API_KEY_FOR_PLUGIN", "PLUGIN_DAEMON_KEY") \
+    + API_AGENT_VARIABLES
 SANDBOX_VARIABLES = ("API_KEY", "SANDBOX_PORT", "ENABLE_NETWORK", "WORKER_TIMEOUT", "HTTP_PROXY", "HTTPS_PROXY")
 
 API_ROUTES = ("/console/api", "/api", "/v1", "/files", "/mcp", "/triggers")
@@ -229,6 +278,37 @@ DAEMON_VARIABLES = tuple(name for name, _field in DAEMON_REQUIRED) + (
     "REDIS_USE_SSL", "PLUGIN_STORAGE_TYPE", "PLUGIN_STORAGE_LOCAL_ROOT", "PLUGIN_STORAGE_OSS_BUCKET", "S3_ENDPOINT",
     "AWS_ACCESS_KEY", "AWS_SECRET_KEY", "AWS_REGION", "PLUGIN_REMOTE_INSTALLING_ENABLED", "PLUGIN_REMOTE_INSTALLING_HOST",
     "PLUGIN_REMOTE_INSTALLING_PORT", "MAX_PLUGIN_PACKAGE_SIZE")
+# Dify 1.16.1's agent: agent_backend (port 5050) and local_sandbox (shellctl, port 5004).
+AGENT_VERSION = "1.16.1"
+AGENT_PORT = 5050
+SHELLCTL_PORT = 5004
+# Upstream's development defaults (docker/envs/core-services/dify-agent.env.example, docker-compose.yaml): public,
+# so a deployment that keeps them is refused.
+AGENT_DEV_SECRET = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"
+AGENT_DEV_TOKEN = "dify-agent-run-token-for-dev-only"
+AGENT_SECRET_BYTES = 32
+BASE64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+TOKEN_HINT = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+# The stand-ins' own routes (upstream's are not known here): the api calls the agent backend, which runs a command
+# through local_sandbox's shellctl; local_sandbox fetches a URL through its HTTP(S)_PROXY.
+API_AGENT_PATH = STANDIN_PREFIX + "/agent"
+AGENT_RUN_PATH = "/difyops-standin/runs"
+SHELLCTL_EXEC_PATH = "/difyops-standin/exec"
+SHELLCTL_FETCH_PATH = "/difyops-standin/fetch"
+AGENT_RUN_KEY = "%s:difyops-standin:run:%s"
+AGENT_NODE_KEY = "%s:difyops-standin:agent_backend:%s"
+AGENT_DEFAULT_COMMAND = "echo difyops-standin-agent-chain"
+SHELL_TIMEOUT_S = 30
+FETCH_TIMEOUT_S = 15
+OUTPUT_LIMIT = 64 * 1024
+AGENT_VARIABLES = ("DIFY_AGENT_SERVER_SECRET_KEY", "DIFY_AGENT_API_TOKEN", "DIFY_AGENT_REDIS_URL", "DIFY_AGENT_REDIS_PREFIX",
+                   "DIFY_AGENT_PLUGIN_DAEMON_URL", "DIFY_AGENT_PLUGIN_DAEMON_API_KEY", "DIFY_AGENT_INNER_API_URL",
+                   "DIFY_AGENT_INNER_API_KEY", "DIFY_AGENT_SHELLCTL_ENTRYPOINT", "DIFY_AGENT_SHELLCTL_AUTH_TOKEN",
+                   "DIFY_AGENT_STUB_API_BASE_URL", "DIFY_AGENT_SHUTDOWN_GRACE_SECONDS", "DIFY_AGENT_RUN_RETENTION_SECONDS",
+                   "DIFY_AGENT_SHELL_REDACT_PATTERNS")
+LOCAL_SANDBOX_VARIABLES = ("SHELLCTL_AUTH_TOKEN", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "SHELLCTL_ENABLE_PATH_ISOLATION")
+AGENT_STUB_PREFIX = "/agent-stub"
+PROXY_HEADERS = ("Via", "X-Squid-Error", "X-Cache", "Server")
 GO_TRUE = frozenset(("1", "t", "T", "TRUE", "true", "True"))
 GO_FALSE = frozenset(("0", "f", "F", "FALSE", "false", "False"))
 
@@ -388,14 +468,15 @@ def mask_url(url: str) -> str:
     return re.sub(r"(//[^/@:]*:)[^@/]*@", r"\1***@", url)
 
 
-def parse_redis_url(name: str, url: Optional[str]) -> RedisTarget:
-    """redis://[user][:password]@host:port/db (or rediss://) as Celery reads CELERY_BROKER_URL."""
+def parse_redis_url(name: str, url: Optional[str], user: str = "Celery", what: str = "the broker") -> RedisTarget:
+    """redis://[user][:password]@host:port/db (or rediss://) as Celery reads CELERY_BROKER_URL (USER and WHAT name the
+    reader in messages: the agent backend reads DIFY_AGENT_REDIS_URL the same way)."""
     if not url:
-        raise ContractError("%s is empty or unset: Celery needs redis://:password@host:port/db" % name)
+        raise ContractError("%s is empty or unset: %s needs redis://:password@host:port/db" % (name, user))
     parts = urlsplit(url)
     shown = mask_url(url)
     if parts.scheme not in ("redis", "rediss"):
-        raise ContractError("%s=%s is not a redis:// URL (the broker is Redis)" % (name, shown))
+        raise ContractError("%s=%s is not a redis:// URL (%s is Redis)" % (name, shown, what))
     try:
         port = parts.port or 6379
     except ValueError:
@@ -473,8 +554,9 @@ def connections_warning(env: Mapping[str, str], max_connections: int) -> Optiona
 def select_role(role: str, mode: Optional[str]) -> str:
     """The role to run: dify-api dispatches on MODE like the real image's entrypoint (unset: api)."""
     if role != "dify-api":
-        if role not in ("api", "worker", "beat", "web", "sandbox", "plugin_daemon"):
-            raise ContractError("unknown role %r (dify-api, api, worker, beat, web, sandbox, plugin_daemon)" % role)
+        if role not in ("api", "worker", "beat", "web", "sandbox", "plugin_daemon", "agent_backend", "local_sandbox"):
+            raise ContractError("unknown role %r (dify-api, api, worker, beat, web, sandbox, plugin_daemon, agent_backend, "
+                                "local_sandbox)" % role)
         return role
     if mode in (None, "", "api"):
         return "api"
@@ -730,6 +812,273 @@ def iter_body(rfile: Any, headers: Mapping[str, str], chunk: int = CHUNK) -> Ite
         yield piece
 
 
+# --- Dify 1.16.1's agent (agent_backend, local_sandbox, and the api's side of it) -------------------------------
+
+def agent_secret_problem(value: Optional[str], name: str = "DIFY_AGENT_SERVER_SECRET_KEY") -> Optional[str]:
+    """Why VALUE is not what upstream asks of DIFY_AGENT_SERVER_SECRET_KEY: unpadded base64url of exactly 32 bytes
+    (secrets.token_urlsafe(32): 43 characters), and not the development default. Never quotes the value."""
+    if not value:
+        return ("%s is %s: it derives the JWE encryption key of the Agent Stub bearer tokens; generate one with %s"
+                % (name, "unset" if value is None else "empty", TOKEN_HINT))
+    if value == AGENT_DEV_SECRET:
+        return ("%s is upstream's development default (MDEyMzQ1...; it decodes to '0123456789abcdef' twice): anyone could "
+                "forge Agent Stub bearer tokens; generate one with %s" % (name, TOKEN_HINT))
+    if value.strip() != value:
+        return "%s has leading or trailing whitespace: it must be unpadded base64url of %d bytes" % (name, AGENT_SECRET_BYTES)
+    if "=" in value:
+        return ("%s is padded with '=': it must be unpadded base64url of %d bytes (%d characters, as %s prints)"
+                % (name, AGENT_SECRET_BYTES, len(base64.urlsafe_b64encode(b"\0" * AGENT_SECRET_BYTES).rstrip(b"=")),
+                   TOKEN_HINT))
+    foreign = sorted(set(value) - BASE64URL)
+    if foreign:
+        shown = ", ".join(repr(c) for c in foreign if c in "+/") or "characters outside A-Z a-z 0-9 - _"
+        return ("%s holds %s: it is not base64url (standard base64 writes '+' and '/', base64url '-' and '_'); generate "
+                "one with %s" % (name, shown, TOKEN_HINT))
+    try:
+        decoded = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        return "%s is not valid base64url (%d characters cannot be a base64 encoding)" % (name, len(value))
+    if len(decoded) != AGENT_SECRET_BYTES:
+        return ("%s decodes to %d bytes, not %d: generate one with %s"
+                % (name, len(decoded), AGENT_SECRET_BYTES, TOKEN_HINT))
+    return None
+
+
+def bearer_token_problem(name: str, value: Optional[str], dev_default: Optional[str] = AGENT_DEV_TOKEN,
+                         allow_empty: bool = False) -> Optional[str]:
+    """Why VALUE cannot be the bearer token NAME: empty (unless ALLOW_EMPTY), upstream's development default, or not
+    something an `Authorization: Bearer` header carries. Never quotes the value (except the public default)."""
+    if not value:
+        if allow_empty:
+            return None
+        return ("%s is %s: the agent backend's API would answer anyone, or no one; generate one with %s"
+                % (name, "unset" if value is None else "empty", TOKEN_HINT))
+    if dev_default is not None and value == dev_default:
+        return ("%s is upstream's development default %r, which is public: generate one with %s"
+                % (name, dev_default, TOKEN_HINT))
+    if any(not 0x21 <= ord(c) <= 0x7e for c in value):
+        return ("%s holds whitespace, control or non-ASCII characters: it cannot travel in an `Authorization: Bearer` "
+                "header" % name)
+    return None
+
+
+def service_url_problem(name: str, value: Optional[str], service: str, container: str) -> Optional[str]:
+    """Why VALUE is not an http(s) URL at which CONTAINER reaches SERVICE."""
+    if not value:
+        return "%s is %s: %s reaches %s there" % (name, "unset" if value is None else "empty", container, service)
+    problem = url_problem(name, value, allow_local=True)
+    if problem:
+        return problem
+    host = urlsplit(value).hostname or ""
+    if is_local_host(host):
+        return ("%s=%r points at %s: inside the %s container that is the container itself, not %s"
+                % (name, value, host, container, service))
+    return None
+
+
+def bearer_ok(expected: str, header: Optional[str]) -> bool:
+    """True when HEADER is `Bearer EXPECTED` (EXPECTED non-empty)."""
+    if not expected or not header:
+        return False
+    scheme, _space, token = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), expected.encode())
+
+
+class AgentSettings(NamedTuple):
+    api_token: str
+    redis: RedisTarget
+    redis_url: str
+    redis_prefix: str
+    plugin_daemon_url: str
+    inner_api_url: str
+    shellctl_url: str
+    shellctl_token: str
+    stub_url: str
+    grace_s: int
+    retention_s: int
+
+
+def agent_backend_settings(env: Mapping[str, str]) -> Tuple[Optional[AgentSettings], List[str], List[str]]:
+    """(settings, problems, warnings) of dify-agent-backend 1.16.1, from the environment upstream's Compose gives it."""
+    problems = uninterpolated(env, AGENT_VARIABLES)
+    warnings: List[str] = []
+    container = "agent_backend"
+    for problem in (agent_secret_problem(env.get("DIFY_AGENT_SERVER_SECRET_KEY")),
+                    bearer_token_problem("DIFY_AGENT_API_TOKEN", env.get("DIFY_AGENT_API_TOKEN")),
+                    service_url_problem("DIFY_AGENT_PLUGIN_DAEMON_URL", env.get("DIFY_AGENT_PLUGIN_DAEMON_URL"),
+                                        "the plugin daemon (like http://plugin_daemon:5002)", container),
+                    service_url_problem("DIFY_AGENT_INNER_API_URL", env.get("DIFY_AGENT_INNER_API_URL"),
+                                        "Dify's inner API (like http://api:5001)", container),
+                    service_url_problem("DIFY_AGENT_SHELLCTL_ENTRYPOINT", env.get("DIFY_AGENT_SHELLCTL_ENTRYPOINT"),
+                                        "local_sandbox's shellctl (like http://local_sandbox:5004)", container),
+                    bearer_token_problem("DIFY_AGENT_SHELLCTL_AUTH_TOKEN", env.get("DIFY_AGENT_SHELLCTL_AUTH_TOKEN"),
+                                         None, allow_empty=True)):
+        if problem:
+            problems.append(problem)
+    for name, fallback in (("DIFY_AGENT_PLUGIN_DAEMON_API_KEY", "PLUGIN_DAEMON_KEY"),
+                           ("DIFY_AGENT_INNER_API_KEY", "PLUGIN_DIFY_INNER_API_KEY")):
+        if not env.get(name):
+            problems.append("%s is empty or unset: upstream's Compose falls back to %s, so the agent backend always has "
+                            "one" % (name, fallback))
+    if not env.get("DIFY_AGENT_SHELLCTL_AUTH_TOKEN"):
+        warnings.append("DIFY_AGENT_SHELLCTL_AUTH_TOKEN is empty (upstream's default): local_sandbox's shellctl runs "
+                        "commands for anything on agent_sandbox_network; give both services the same token")
+    redis_url = env.get("DIFY_AGENT_REDIS_URL") or ""
+    target: Optional[RedisTarget] = None
+    if not redis_url:
+        problems.append("DIFY_AGENT_REDIS_URL is %s: upstream's Compose builds redis://:${REDIS_PASSWORD}@redis:6379/2"
+                        % ("unset" if "DIFY_AGENT_REDIS_URL" not in env else "empty"))
+    else:
+        try:
+            target = parse_redis_url("DIFY_AGENT_REDIS_URL", redis_url, "the agent backend", "its store")
+        except ContractError as exc:
+            problems.append(str(exc))
+    if target is not None and target.db in (0, 1):
+        warnings.append("DIFY_AGENT_REDIS_URL uses database %d: upstream keeps the agent's runs in database 2, apart from "
+                        "the cache (0) and Celery's broker (1)" % target.db)
+    stub = env.get("DIFY_AGENT_STUB_API_BASE_URL") or ""
+    if stub:
+        problem = service_url_problem("DIFY_AGENT_STUB_API_BASE_URL", stub, "agent_backend's Agent Stub API",
+                                      "local_sandbox")
+        if problem:
+            problems.append(problem)
+        elif not (urlsplit(stub).path.rstrip("/") + "/").startswith(AGENT_STUB_PREFIX + "/"):
+            warnings.append("DIFY_AGENT_STUB_API_BASE_URL=%r is not under %s/: agent_ssrf_proxy lets local_sandbox reach "
+                            "agent_backend only on ^%s/" % (stub, AGENT_STUB_PREFIX, AGENT_STUB_PREFIX))
+    else:
+        warnings.append("DIFY_AGENT_STUB_API_BASE_URL is empty: upstream's Compose sets "
+                        "http://agent_backend:5050/agent-stub")
+    numbers: Dict[str, int] = {}
+    for name, default, minimum in (("DIFY_AGENT_SHUTDOWN_GRACE_SECONDS", 30, 0),
+                                   ("DIFY_AGENT_RUN_RETENTION_SECONDS", 259200, 1)):
+        try:
+            numbers[name] = integer(env, name, default, minimum) or default
+        except ContractError as exc:
+            problems.append(str(exc))
+            numbers[name] = default
+    patterns = env.get("DIFY_AGENT_SHELL_REDACT_PATTERNS") or ""
+    if patterns.strip():
+        problem = redact_patterns_problem(patterns)
+        if problem:
+            problems.append(problem)
+    if problems or target is None:
+        return None, problems, warnings
+    return AgentSettings(env["DIFY_AGENT_API_TOKEN"], target, mask_url(redis_url),
+                         env.get("DIFY_AGENT_REDIS_PREFIX") or "dify-agent", env["DIFY_AGENT_PLUGIN_DAEMON_URL"].rstrip("/"),
+                         env["DIFY_AGENT_INNER_API_URL"].rstrip("/"), env["DIFY_AGENT_SHELLCTL_ENTRYPOINT"].rstrip("/"),
+                         env.get("DIFY_AGENT_SHELLCTL_AUTH_TOKEN") or "", stub,
+                         numbers["DIFY_AGENT_SHUTDOWN_GRACE_SECONDS"], numbers["DIFY_AGENT_RUN_RETENTION_SECONDS"]), \
+        problems, warnings
+
+
+def redact_patterns_problem(value: str) -> Optional[str]:
+    """DIFY_AGENT_SHELL_REDACT_PATTERNS: a JSON array of regular expressions, like ["sk-[A-Za-z0-9]+"]."""
+    name = "DIFY_AGENT_SHELL_REDACT_PATTERNS"
+    try:
+        patterns = json.loads(value)
+    except ValueError as exc:
+        return "%s is not JSON (a JSON array of regular expressions, like [\"sk-[A-Za-z0-9]+\"]): %s" % (name, exc)
+    if not isinstance(patterns, list) or not all(isinstance(item, str) for item in patterns):
+        return "%s is not a JSON array of strings (regular expressions)" % name
+    for item in patterns:
+        try:
+            re.compile(item)
+        except re.error as exc:
+            return "%s: %r is not a regular expression: %s" % (name, item, exc)
+    return None
+
+
+class LocalSandboxSettings(NamedTuple):
+    token: str
+    http_proxy: str
+    https_proxy: str
+    no_proxy: str
+    path_isolation: bool
+
+
+def local_sandbox_settings(env: Mapping[str, str]) -> Tuple[Optional[LocalSandboxSettings], List[str], List[str]]:
+    """(settings, problems, warnings) of dify-agent-local-sandbox 1.16.1: SHELLCTL_AUTH_TOKEN, and the proxy that all
+    its egress must take (upstream sets HTTP_PROXY and HTTPS_PROXY to http://agent_ssrf_proxy:3128)."""
+    problems = uninterpolated(env, LOCAL_SANDBOX_VARIABLES)
+    warnings: List[str] = []
+    token = env.get("SHELLCTL_AUTH_TOKEN") or ""
+    problem = bearer_token_problem("SHELLCTL_AUTH_TOKEN", token, None, allow_empty=True)
+    if problem:
+        problems.append(problem)
+    if not token:
+        warnings.append("SHELLCTL_AUTH_TOKEN is empty (upstream's default): shellctl runs commands for anything on "
+                        "agent_sandbox_network, not only agent_backend")
+    proxies = {}
+    for name in ("HTTP_PROXY", "HTTPS_PROXY"):
+        value = env.get(name) or ""
+        if not value:
+            problems.append("%s is %s: local_sandbox's egress must go through agent_ssrf_proxy (upstream sets "
+                            "http://agent_ssrf_proxy:3128)" % (name, "unset" if name not in env else "empty"))
+        else:
+            problem = service_url_problem(name, value, "agent_ssrf_proxy (like http://agent_ssrf_proxy:3128)",
+                                          "local_sandbox")
+            if problem:
+                problems.append(problem)
+        proxies[name] = value
+    no_proxy = env.get("NO_PROXY") or env.get("no_proxy") or ""
+    bypass = [entry.strip() for entry in no_proxy.split(",") if entry.strip() and not is_local_host(entry.strip())]
+    if bypass:
+        warnings.append("NO_PROXY lists %s: requests there bypass agent_ssrf_proxy (upstream: localhost,127.0.0.1)"
+                        % ", ".join(bypass))
+    isolation = (env.get("SHELLCTL_ENABLE_PATH_ISOLATION") or "true").strip().lower()
+    if isolation not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        problems.append("SHELLCTL_ENABLE_PATH_ISOLATION=%r is not true or false" % env.get("SHELLCTL_ENABLE_PATH_ISOLATION"))
+    if problems:
+        return None, problems, warnings
+    return LocalSandboxSettings(token, proxies["HTTP_PROXY"], proxies["HTTPS_PROXY"], no_proxy,
+                                isolation in ("true", "1", "yes", "on")), problems, warnings
+
+
+def api_agent_problems(env: Mapping[str, str]) -> List[str]:
+    """The agent contract of Dify 1.16.1's api and worker, which get AGENT_BACKEND_BASE_URL (1.13.3 does not: then
+    nothing applies)."""
+    if "AGENT_BACKEND_BASE_URL" not in env:
+        return []
+    problems = [service_url_problem("AGENT_BACKEND_BASE_URL", env.get("AGENT_BACKEND_BASE_URL"),
+                                    "the agent backend (like http://agent_backend:5050)", "api"),
+                bearer_token_problem("AGENT_BACKEND_API_TOKEN", env.get("AGENT_BACKEND_API_TOKEN"))]
+    for name in ("AGENT_BACKEND_STREAM_READ_TIMEOUT_SECONDS", "AGENT_BACKEND_STREAM_MAX_RECONNECTS",
+                 "AGENT_BACKEND_RUN_TIMEOUT_SECONDS"):
+        try:
+            integer(env, name)
+        except ContractError as exc:
+            problems.append(str(exc))
+    return [p for p in problems if p]
+
+
+def proxy_for(url: str, settings: LocalSandboxSettings) -> Optional[str]:
+    """The proxy a request to URL takes from local_sandbox (None: NO_PROXY lets it go directly)."""
+    parts = urlsplit(url)
+    if urlrequest.proxy_bypass_environment(parts.hostname or "", {"no": settings.no_proxy}):
+        return None
+    return settings.https_proxy if parts.scheme == "https" else settings.http_proxy
+
+
+def json_call(url: str, document: Any, headers: Mapping[str, str], timeout: float) -> Tuple[Optional[int], Any, str]:
+    """POST DOCUMENT to URL as JSON, directly (no proxy): (status, parsed answer or None, error). status None: no
+    answer at all (error says why)."""
+    body = json.dumps(document).encode()
+    request = urlrequest.Request(url, data=body, method="POST",
+                                 headers=dict(headers, **{"Content-Type": "application/json"}))
+    opener = urlrequest.build_opener(urlrequest.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=timeout) as answer:
+            status, raw = answer.status, answer.read()
+    except urlerror.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    except (urlerror.URLError, OSError) as exc:
+        return None, None, str(getattr(exc, "reason", exc))
+    try:
+        return status, json.loads(raw.decode() or "null"), ""
+    except ValueError:
+        return status, None, "not JSON: %r" % raw[:200]
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Logging, refusals, stopping
 # ----------------------------------------------------------------------------------------------------------
@@ -916,6 +1265,7 @@ def app_checks(role: str, env: Mapping[str, str]) -> AppContext:
         problem = storage_root_problem(env)
         if problem:
             problems.append(problem)
+        problems += api_agent_problems(env)
     else:
         warnings += ["%s (worker_beat shares the api's settings)" % p for p in app_url_problems(env)]
     warnings += url_warnings(env)
@@ -1256,6 +1606,8 @@ class ApiHandler(Handler):
                 self.upload()
             elif parts.path == CREDENTIALS_PATH:
                 self.credential_put()
+            elif parts.path == API_AGENT_PATH and "AGENT_BACKEND_BASE_URL" in self.state.env:
+                self.agent()
             else:
                 received = sum(len(piece) for piece in self.body())
                 document = self.describe(route)
@@ -1478,6 +1830,31 @@ class ApiHandler(Handler):
             self.send_json(409, {"code": "decrypt_failed", "message": str(exc), "status": 409})
             return
         self.send_json(200, {"tenant": tenant, "name": name, "value": value, "host": HOST})
+
+    def agent(self) -> None:
+        """POST {"command": ...} (optional): through the agent backend (AGENT_BACKEND_BASE_URL, Bearer
+        AGENT_BACKEND_API_TOKEN) to local_sandbox's shellctl and back. A 401 on the way comes back as 401 naming
+        the service that refused and the setting; no answer at all is 502."""
+        request = self.read_json()
+        command = request.get("command") if isinstance(request, dict) else None
+        env = self.state.env
+        base = (env.get("AGENT_BACKEND_BASE_URL") or "").rstrip("/")
+        timeout = float(integer(env, "AGENT_BACKEND_STREAM_READ_TIMEOUT_SECONDS", 30, 1) or 30)
+        status, answer, error = json_call(base + AGENT_RUN_PATH, {"command": command or AGENT_DEFAULT_COMMAND},
+                                          {"Authorization": "Bearer %s" % env.get("AGENT_BACKEND_API_TOKEN", "")}, timeout)
+        if status is None:
+            self.send_json(502, {"code": "agent_backend_unreachable", "status": 502, "host": HOST,
+                                 "message": "no answer from the agent backend at AGENT_BACKEND_BASE_URL=%s%s: %s"
+                                 % (base, AGENT_RUN_PATH, error)})
+            return
+        document = answer if isinstance(answer, dict) else {"answer": answer, "error": error}
+        if status == 401 and document.get("refused_by") in (None, "agent_backend"):
+            document = dict(document, refused_by="agent_backend", message="the agent backend refused "
+                            "AGENT_BACKEND_API_TOKEN (it must equal the agent backend's DIFY_AGENT_API_TOKEN)")
+        log("api", "agent backend %s%s answered %d" % (base, AGENT_RUN_PATH, status))
+        self.send_json(status if status in (200, 401) else 502,
+                       {"api": HOST, "agent_backend_status": status, "agent_backend": document,
+                        "refused_by": document.get("refused_by"), "message": document.get("message")})
 
     def preview(self, file_id: str, query: Mapping[str, List[str]]) -> None:
         env = self.state.env
@@ -2476,6 +2853,234 @@ def run_plugin_daemon(env: Mapping[str, str]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# agent_backend and local_sandbox (langgenius/dify-agent-backend and dify-agent-local-sandbox 1.16.1)
+# ----------------------------------------------------------------------------------------------------------
+
+def unauthorized(handler: "Handler", service: str, variable: str) -> None:
+    """401 naming SERVICE and the VARIABLE its token comes from. A small body is read first (closing a socket with
+    unread data resets it, and the client could lose the answer); a large one closes the connection."""
+    drained = int(handler.headers.get("Content-Length") or 0) <= CHUNK and "chunked" not in (
+        handler.headers.get("Transfer-Encoding") or "").lower()
+    if drained:
+        try:
+            for _piece in handler.body():
+                pass
+        except (ValueError, OSError):
+            drained = False
+    body = json.dumps({"code": "unauthorized", "status": 401, "refused_by": service, "host": HOST,
+                       "message": "%s wants `Authorization: Bearer <%s>`" % (service, variable)}).encode()
+    handler.send_response(401)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("WWW-Authenticate", "Bearer")
+    handler.send_header("Content-Length", str(len(body)))
+    if not drained:
+        handler.send_header("Connection", "close")
+        handler.close_connection = True
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def clip(data: bytes) -> str:
+    text = data[:OUTPUT_LIMIT].decode(errors="replace")
+    return text + ("\n[... %d bytes cut]" % (len(data) - OUTPUT_LIMIT) if len(data) > OUTPUT_LIMIT else "")
+
+
+def run_shell(command: str, timeout: float) -> Dict[str, Any]:
+    """COMMAND through sh -c in the home directory, with this process's environment (HTTP(S)_PROXY included)."""
+    started = time.time()
+    try:
+        done = subprocess.run(["sh", "-c", command], cwd=os.path.expanduser("~"), capture_output=True, timeout=timeout,
+                              check=False)
+        result = {"exit_code": done.returncode, "stdout": clip(done.stdout), "stderr": clip(done.stderr)}
+    except subprocess.TimeoutExpired as exc:
+        result = {"exit_code": None, "stdout": clip(exc.stdout or b""), "stderr": "timed out after %g s" % timeout}
+    result.update(uid=os.getuid(), elapsed_s=round(time.time() - started, 3), host=HOST)
+    return result
+
+
+def fetch_through_proxy(url: str, settings: LocalSandboxSettings, timeout: float = FETCH_TIMEOUT_S) -> Tuple[int, Dict[str, Any]]:
+    """GET URL the way code in the sandbox does: through HTTP(S)_PROXY unless NO_PROXY names the host. (200,
+    the outcome) when the proxy (or the server) answered, whatever its status; (502, ...) when nothing answered."""
+    proxy = proxy_for(url, settings)
+    scheme = urlsplit(url).scheme
+    document: Dict[str, Any] = {"url": url, "proxy": proxy, "host": HOST, "status": None, "headers": {}, "body": "",
+                                "error": None}
+    opener = urlrequest.build_opener(urlrequest.ProxyHandler({scheme: proxy} if proxy else {}))
+    try:
+        with opener.open(urlrequest.Request(url, headers={"User-Agent": "difyops-standin-local-sandbox"}),
+                         timeout=timeout) as answer:
+            document.update(status=answer.status, body=clip(answer.read(4096)),
+                            headers={name: answer.headers.get(name) for name in PROXY_HEADERS if answer.headers.get(name)})
+    except urlerror.HTTPError as exc:
+        document.update(status=exc.code, body=clip(exc.read(4096)),
+                        headers={name: exc.headers.get(name) for name in PROXY_HEADERS if exc.headers.get(name)})
+    except (urlerror.URLError, OSError) as exc:
+        reason = str(getattr(exc, "reason", exc))
+        # An https URL goes through CONNECT; a proxy that refuses the tunnel answers with its status there.
+        tunnel = re.search(r"Tunnel connection failed: (\d{3})", reason)
+        document.update(error=reason, status=int(tunnel.group(1)) if tunnel else None)
+        if not tunnel:
+            return 502, document
+    return 200, document
+
+
+class LocalSandboxHandler(Handler):
+    role = "local_sandbox"
+    settings: LocalSandboxSettings
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        if urlsplit(self.path).path == "/healthz":
+            self.send_json(200, {"status": "ok", "host": HOST, "standin_for": STANDIN_FOR["local_sandbox"]})
+            return
+        self.not_found()
+
+    def do_POST(self) -> None:  # noqa: N802
+        path = urlsplit(self.path).path
+        if path not in (SHELLCTL_EXEC_PATH, SHELLCTL_FETCH_PATH):
+            self.not_found()
+            return
+        if self.settings.token and not bearer_ok(self.settings.token, self.headers.get("Authorization")):
+            log(self.role, "%s %s: refused, no `Authorization: Bearer <SHELLCTL_AUTH_TOKEN>`" % (self.command, path))
+            unauthorized(self, "local_sandbox", "SHELLCTL_AUTH_TOKEN")
+            return
+        try:
+            request = self.read_json()
+            if not isinstance(request, dict):
+                raise ValueError("a JSON object is required")
+            if path == SHELLCTL_EXEC_PATH:
+                command = request.get("command")
+                if not isinstance(command, str) or not command:
+                    raise ValueError("command (a shell command line) is required")
+                result = run_shell(command, SHELL_TIMEOUT_S)
+                log(self.role, "ran %r: exit %s" % (command[:80], result["exit_code"]))
+                self.send_json(200, result)
+                return
+            url = request.get("url")
+            if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+                raise ValueError("url (an absolute http(s) URL) is required")
+        except ValueError as exc:
+            self.send_json(400, {"code": "invalid_param", "message": str(exc), "status": 400}, close=True)
+            return
+        status, document = fetch_through_proxy(url, self.settings)
+        log(self.role, "fetched %s via %s: %s %s" % (url, document["proxy"] or "no proxy (NO_PROXY)", document["status"],
+                                                     document["error"] or ""))
+        self.send_json(status, document)
+
+
+def run_local_sandbox(env: Mapping[str, str]) -> None:
+    role = "local_sandbox"
+    settings, problems, warnings = local_sandbox_settings(env)
+    for caution in warnings:
+        warn(role, caution)
+    if problems or settings is None:
+        refuse(role, problems)
+    assert settings is not None
+    LocalSandboxHandler.settings = settings
+    log(role, "shellctl: %s; egress through HTTP_PROXY=%s HTTPS_PROXY=%s (NO_PROXY=%s); path isolation %s (the stand-in "
+        "has no Landlock: commands run as uid %d in %s)"
+        % ("Bearer SHELLCTL_AUTH_TOKEN required" if settings.token else "NO token", settings.http_proxy,
+           settings.https_proxy, settings.no_proxy or "none", "on" if settings.path_isolation else "off", os.getuid(),
+           os.path.expanduser("~")))
+    serve(role, LocalSandboxHandler, SHELLCTL_PORT)
+
+
+class AgentBackendHandler(Handler):
+    role = "agent_backend"
+    settings: AgentSettings
+    store: Any = None
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        path = urlsplit(self.path).path
+        if path == "/health":
+            self.send_json(200, {"status": "ok", "version": AGENT_VERSION + "-standin", "host": HOST,
+                                 "standin_for": STANDIN_FOR["agent_backend"]})
+            return
+        if not self.authorized():
+            return
+        self.not_found()
+
+    def do_POST(self) -> None:  # noqa: N802
+        if not self.authorized():
+            return
+        if urlsplit(self.path).path != AGENT_RUN_PATH:
+            self.not_found()
+            return
+        try:
+            request = self.read_json()
+            command = request.get("command") if isinstance(request, dict) else None
+            if command is not None and (not isinstance(command, str) or not command):
+                raise ValueError("command must be a non-empty string")
+        except ValueError as exc:
+            self.send_json(400, {"code": "invalid_param", "message": str(exc), "status": 400}, close=True)
+            return
+        self.run(command or AGENT_DEFAULT_COMMAND)
+
+    def authorized(self) -> bool:
+        """Everything but /health wants `Authorization: Bearer <DIFY_AGENT_API_TOKEN>` (the api's
+        AGENT_BACKEND_API_TOKEN); 401 otherwise."""
+        if bearer_ok(self.settings.api_token, self.headers.get("Authorization")):
+            return True
+        log(self.role, "%s %s: refused, no `Authorization: Bearer <DIFY_AGENT_API_TOKEN>`" % (self.command, self.path))
+        unauthorized(self, "agent_backend", "DIFY_AGENT_API_TOKEN")
+        return False
+
+    def run(self, command: str) -> None:
+        settings = self.settings
+        url = settings.shellctl_url + SHELLCTL_EXEC_PATH
+        headers = {"Authorization": "Bearer %s" % settings.shellctl_token} if settings.shellctl_token else {}
+        status, answer, error = json_call(url, {"command": command}, headers, SHELL_TIMEOUT_S + 5)
+        if status is None:
+            self.send_json(502, {"code": "shellctl_unreachable", "status": 502, "host": HOST,
+                                 "message": "no answer from local_sandbox's shellctl at DIFY_AGENT_SHELLCTL_ENTRYPOINT=%s: %s"
+                                 % (settings.shellctl_url, error)})
+            return
+        if status == 401:
+            empty = "" if settings.shellctl_token else "; it is empty here"
+            self.send_json(401, {"code": "unauthorized", "status": 401, "refused_by": "local_sandbox", "host": HOST,
+                                 "message": "local_sandbox's shellctl refused DIFY_AGENT_SHELLCTL_AUTH_TOKEN (it must equal "
+                                 "local_sandbox's SHELLCTL_AUTH_TOKEN)%s" % empty})
+            return
+        if status != 200 or not isinstance(answer, dict):
+            self.send_json(502, {"code": "shellctl_failed", "status": 502, "host": HOST,
+                                 "message": "local_sandbox's shellctl at %s answered %d: %s" % (url, status, answer or error)})
+            return
+        run_id = str(uuid.uuid4())
+        key = AGENT_RUN_KEY % (settings.redis_prefix, run_id)
+        document = {"run_id": run_id, "agent_backend": HOST, "command": command, "local_sandbox": answer,
+                    "created_at": time.time()}
+        try:
+            self.store.setex(key, settings.retention_s, json.dumps(document))
+        except Exception as exc:  # the client sees what failed
+            self.send_json(503, {"code": "store_failed", "status": 503, "host": HOST,
+                                 "message": "cannot keep the run in Redis (DIFY_AGENT_REDIS_URL=%s): %s"
+                                 % (settings.redis_url, exc)})
+            return
+        log(self.role, "run %s: shellctl exit %s, kept as %s for %d s"
+            % (run_id, answer.get("exit_code"), key, settings.retention_s))
+        self.send_json(200, dict(document, redis_key=key, retention_s=settings.retention_s))
+
+
+def run_agent_backend(env: Mapping[str, str]) -> None:
+    role = "agent_backend"
+    settings, problems, warnings = agent_backend_settings(env)
+    for caution in warnings:
+        warn(role, caution)
+    if problems or settings is None:
+        refuse(role, problems)
+    assert settings is not None
+    client = ping_redis(settings.redis, "DIFY_AGENT_REDIS_URL")
+    node = AGENT_NODE_KEY % (settings.redis_prefix, HOST)
+    client.setex(node, 3600, json.dumps({"host": HOST, "started_at": time.time()}))
+    log(role, "Redis DIFY_AGENT_REDIS_URL=%s: PONG, wrote %s" % (settings.redis_url, node))
+    log(role, "plugin daemon %s, Dify inner API %s, shellctl %s (%s), Agent Stub %s (not served by the stand-in)"
+        % (settings.plugin_daemon_url, settings.inner_api_url, settings.shellctl_url,
+           "Bearer DIFY_AGENT_SHELLCTL_AUTH_TOKEN" if settings.shellctl_token else "no token", settings.stub_url or "unset"))
+    AgentBackendHandler.settings = settings
+    AgentBackendHandler.store = client
+    serve(role, AgentBackendHandler, AGENT_PORT)
+
+
+# ----------------------------------------------------------------------------------------------------------
 
 def main(argv: List[str]) -> int:
     signal.signal(signal.SIGTERM, on_signal)
@@ -2484,10 +3089,11 @@ def main(argv: List[str]) -> int:
     try:
         role = select_role(argv[1] if len(argv) > 1 else "dify-api", env.get("MODE"))
     except ContractError as exc:
-        refuse(argv[1] if len(argv) > 1 and argv[1] in ("web", "sandbox", "plugin_daemon") else "api", [str(exc)])
+        refuse(argv[1] if len(argv) > 1 and argv[1] in ("web", "sandbox", "plugin_daemon", "agent_backend", "local_sandbox")
+               else "api", [str(exc)])
         return 1
     runners = {"api": run_api, "worker": run_worker, "beat": run_beat, "web": run_web, "sandbox": run_sandbox,
-               "plugin_daemon": run_plugin_daemon}
+               "plugin_daemon": run_plugin_daemon, "agent_backend": run_agent_backend, "local_sandbox": run_local_sandbox}
     try:
         runners[role](env)
     except ContractError as exc:
