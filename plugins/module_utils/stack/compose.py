@@ -621,11 +621,15 @@ def gateway_service(plan: Mapping[str, Any], host: str, images: Mapping[str, str
 
 
 def images_for(version: str, overrides: Optional[Mapping[str, str]] = None, engine: str = "vllm") -> Dict[str, str]:
-    """The image of every service: the version's upstream images, then the operator's overrides."""
+    """The image of every service: the version's upstream images, then the operator's overrides - a
+    service's image for every version, then a version's own mapping (``{"1.16.1": {service: image}}``),
+    so that an upgrade does not keep the old version's pinned images."""
     images = versions.record(version).images
     images["inference"] = INFERENCE_IMAGES[engine]
     images["pgbouncer"] = PGBOUNCER_IMAGE
-    images.update(overrides or {})
+    given = dict(overrides or {})
+    images.update({name: str(image) for name, image in given.items() if not isinstance(image, Mapping)})
+    images.update({name: str(image) for name, image in (given.get(version) or {}).items()})
     return images
 
 

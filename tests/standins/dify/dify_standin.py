@@ -190,7 +190,11 @@ try:
 except ImportError:  # nor (perhaps) python3-yaml
     yaml = None
 
-VERSION = "1.13.3"
+# The Dify version the image stands in for (dify-api: 1.13.3; dify-api-1.16.1 bakes 1.16.1), and the
+# interpreter a sandbox uses when its config names none (dify-sandbox-0.2.15 bakes it; 0.2.14's default
+# was an interpreter its own image lacks, so a config without python_path is refused there).
+VERSION = os.environ.get("DIFYOPS_STANDIN_DIFY_VERSION", "1.13.3")
+SANDBOX_DEFAULT_PYTHON = os.environ.get("DIFYOPS_STANDIN_SANDBOX_DEFAULT_PYTHON", "")
 STANDIN_FOR = {"dify-api": "langgenius/dify-api:1.13.3", "web": "langgenius/dify-web:1.13.3",
                "sandbox": "langgenius/dify-sandbox:0.2.14", "plugin_daemon": "langgenius/dify-plugin-daemon:0.5.3-local",
                "agent_backend": "langgenius/dify-agent-backend:1.16.1",
@@ -720,6 +724,8 @@ def sandbox_settings(config: Any, env: Mapping[str, str], path_problem: Callable
     elif app.get("key") not in (None, "", api_key):
         warnings.append("app.key in %s differs from API_KEY; API_KEY wins, as in the real sandbox" % config_path)
     python_path = config.get("python_path")
+    if python_path is None and SANDBOX_DEFAULT_PYTHON:
+        python_path = SANDBOX_DEFAULT_PYTHON
     if not isinstance(python_path, str) or not python_path:
         problems.append("python_path is missing from %s" % config_path)
         python_path = ""
@@ -1038,6 +1044,9 @@ def api_agent_problems(env: Mapping[str, str]) -> List[str]:
     """The agent contract of Dify 1.16.1's api and worker, which get AGENT_BACKEND_BASE_URL (1.13.3 does not: then
     nothing applies)."""
     if "AGENT_BACKEND_BASE_URL" not in env:
+        if tuple(int(p) for p in VERSION.split(".")) >= (1, 16):
+            return ["AGENT_BACKEND_BASE_URL is unset: Dify %s's api and worker hand agent runs to the agent backend "
+                    "(http://agent_backend:5050 in upstream's compose file)" % VERSION]
         return []
     problems = [service_url_problem("AGENT_BACKEND_BASE_URL", env.get("AGENT_BACKEND_BASE_URL"),
                                     "the agent backend (like http://agent_backend:5050)", "api"),

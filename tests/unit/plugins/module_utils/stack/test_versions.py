@@ -219,3 +219,48 @@ def test_1_16_needs_more_memory_than_a_4_gib_machine_has_and_says_which_services
     single("1.13.3", memory_mb=3584, vcpus=2, vector_store="pgvector")
     plan = single("1.16.1", memory_mb=4608, vcpus=2, vector_store="pgvector")
     assert plan["hosts"]["one"]["services"]["agent_backend"]["memory_mb"] >= SERVICE_SPECS["agent_backend"].floor_mb
+
+
+def test_images_can_be_given_per_version():
+    given = {"api": "mirror/api:pinned", "1.16.1": {"api": "mirror/dify-api:1.16.1", "sandbox": "mirror/sandbox:0.2.15"},
+             "1.13.3": {"web": "mirror/dify-web:1.13.3"}}
+    new = compose.images_for("1.16.1", given)
+    assert new["api"] == "mirror/dify-api:1.16.1" and new["sandbox"] == "mirror/sandbox:0.2.15"
+    assert new["web"] == "langgenius/dify-web:1.16.1" and "1.16.1" not in new
+    old = compose.images_for("1.13.3", given)
+    assert old["api"] == "mirror/api:pinned" and old["web"] == "mirror/dify-web:1.13.3"
+    assert old["sandbox"] == "langgenius/dify-sandbox:0.2.14" and "1.13.3" not in old
+
+
+def deployed(version=None, services=True):
+    project = {"name": "dify", "services": {"api": {"image": "x"}} if services else {}}
+    if version:
+        project[compose.VERSION_FIELD] = {"dify_version": version}
+    return project
+
+
+def test_the_upgrade_reads_what_each_host_runs():
+    from ansible_collections.difyops.dify.plugins.filter.compose import dify_upgrade
+    plan = single("1.16.1")
+    project = compose_project(plan, "one")["compose"]
+    assert project[compose.VERSION_FIELD] == {"dify_version": "1.16.1"}
+    # A project from before versions were recorded is 1.13.3's; a host without one is left alone.
+    result = dify_upgrade({"a": deployed(), "b": deployed("1.13.3"), "c": None, "d": deployed(services=False)}, "1.16.1")
+    assert result == {"from": "1.13.3", "to": "1.16.1", "needed": True, "hosts": ["a", "b"], "problems": [],
+                      "deployed": {"a": "1.13.3", "b": "1.13.3", "c": None, "d": None}}
+    # A run that stopped half way is finished by a rerun; a fleet on the version has nothing to do.
+    assert dify_upgrade({"a": deployed("1.16.1"), "b": deployed()}, "1.16.1")["hosts"] == ["b"]
+    done = dify_upgrade({"a": project}, "1.16.1")
+    assert not done["needed"] and done["problems"] == []
+
+
+@pytest.mark.parametrize("running, target, message", [
+    ({"a": "1.16.1"}, "1.13.3", "a already runs Dify 1.16.1, newer than 1.13.3: the collection does not downgrade"),
+    ({"a": "1.12.0"}, "1.16.1", "a runs Dify 1.12.0, which this collection does not know"),
+    ({"a": None}, "1.16.1", "no host runs a Dify project yet: deploy it with difyops.dify.site"),
+    ({"a": "1.13.3"}, "1.17.1", "dify_stack_version 1.17.1 is not supported (supported: 1.13.3, 1.16.1)"),
+])
+def test_an_upgrade_that_cannot_be_done_is_refused_with_the_fix(running, target, message):
+    result = versions.upgrade(running, target)
+    assert not result["needed"]
+    assert any(message in problem for problem in result["problems"]), result["problems"]
