@@ -153,9 +153,9 @@ def upgrade(deployed: Mapping[str, Optional[str]], target: str) -> Dict[str, Any
     running = {host: str(version) for host, version in deployed.items() if version}
     unknown = sorted(h for h, v in running.items() if v not in RECORDS)
     if unknown:
+        seen = ", ".join(sorted({running[h] for h in unknown}))
         problems.append("%s run%s Dify %s, which this collection does not know; upgrade it with the collection "
-                        "release that deployed it, or redeploy" % (", ".join(unknown), "s" if len(unknown) == 1 else "",
-                                                                  ", ".join(sorted({running[h] for h in unknown}))))
+                        "release that deployed it, or redeploy" % (", ".join(unknown), "s" if len(unknown) == 1 else "", seen))
     if not running:
         problems.append("no host runs a Dify project yet: deploy it with difyops.dify.site (dify_stack_version: %s)"
                         % target)
