@@ -12,17 +12,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import yaml
 from ansible.errors import AnsibleFilterError
 from ansible_collections.difyops.dify.plugins.module_utils.stack import backup
-
-
-def _plain(value: Any) -> Any:
-    """Ansible's lazy containers and tagged strings as plain Python values."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
+from ansible_collections.difyops.dify.plugins.plugin_utils.values import plain as _plain
 
 
 def collection_version(root: Optional[pathlib.Path] = None) -> str:

@@ -13,22 +13,12 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.difyops.dify.plugins.module_utils.stack import versions
 from ansible_collections.difyops.dify.plugins.module_utils.stack.compose import VERSION_FIELD, StackError, bundle
 from ansible_collections.difyops.dify.plugins.module_utils.stack.moves import plan_data_moves as _plan_data_moves
+from ansible_collections.difyops.dify.plugins.plugin_utils.values import plain as _plain
 
 try:
     import jsonschema
 except ImportError:  # pragma: no cover - depends on the controller
     jsonschema = None
-
-
-def _plain(value: Any) -> Any:
-    """Ansible's lazy containers and tagged strings as plain Python values."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
 
 
 def compose_project(plan: Mapping[str, Any], host: str, options: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
