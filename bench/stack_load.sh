@@ -25,7 +25,8 @@
 # `stack` scenario while it runs (do not run that scenario at the same time).
 # Results: a table on stdout and bench/results/stack-load-<date>.md (stack-load-<date>-<hhmm>.md when that
 # exists; never overwritten), with the raw JSON lines next to it (.jsonl). Exit status 3: the sized stack
-# was slower than stock at some concurrency in some round (the table says where).
+# was slower than stock at some concurrency in some round (the page lists where, with the stack's CPUs,
+# throttling, pool timeouts and 429s of both). The page has the figures only: add the reading by hand.
 set -euo pipefail
 source "$(dirname "$0")/../tools/lib.sh"
 
@@ -63,6 +64,7 @@ jsonl="${out%.md}.jsonl"
 started=$(date +%s)
 loadavg=$(cut -d' ' -f1-3 /proc/loadavg)
 
+# shellcheck disable=SC2317  # run by the EXIT trap
 finish() {
   local status=$?
   if [[ -z "$keep" ]]; then

@@ -251,7 +251,7 @@ def report(jsonl, out):
                "stack CPUs: sized / stock | r/s per stack CPU: sized / stock | non-200: sized / stock | "
                "sized at least as fast in every round |",
                "|---:|---|---|---:|---|---|---|---|---|"]
-    verdicts = []
+    verdicts, slower = [], []
     for clients in sorted({key[0] for key in by_key}):
         sized, stock_runs = by_key.get((clients, "sized"), []), by_key.get((clients, "stock"), [])
         if not sized or not stock_runs:
@@ -263,6 +263,14 @@ def report(jsonl, out):
 
         # Round by round: round n of sized against round n of stock.
         every = all(a["rps"] >= b["rps"] for a, b in zip(sized, stock_runs))
+        for index, (a, b) in enumerate(zip(sized, stock_runs), start=1):
+            if a["rps"] < b["rps"]:
+                slower.append("- %d clients, round %d: sized %.2f r/s on %.2f stack CPUs, stock %.2f r/s on %.2f; "
+                              "r/s per stack CPU %s / %s; most throttled %s / %s; pool timeouts %d / %d; 429s %d / %d."
+                              % (clients, index, a["rps"], a["stack_cpus"], b["rps"], b["stack_cpus"],
+                                 number(per_cpu(a)), number(per_cpu(b)), throttled(a["services"]),
+                                 throttled(b["services"]), a["pool_timeouts"], b["pool_timeouts"],
+                                 a["status"].get("429", 0), b["status"].get("429", 0)))
         verdicts.append(every)
         summary.append("| %d | %.2f (%s) | %.2f (%s) | %.2f | %s / %s | %.2f / %.2f | %.2f / %.2f | %d / %d | %s |" % (
             clients, statistics.mean(sized_rps), ", ".join("%.2f" % value for value in sized_rps),
@@ -271,6 +279,8 @@ def report(jsonl, out):
             number(max(item["p99_s"] or 0 for item in sized)), number(max(item["p99_s"] or 0 for item in stock_runs)),
             statistics.mean(item["stack_cpus"] for item in sized), statistics.mean(item["stack_cpus"] for item in stock_runs),
             pooled_per_cpu(sized), pooled_per_cpu(stock_runs), bad(sized), bad(stock_runs), "yes" if every else "**no**"))
+    order = " → ".join(info.get("order", []))
+    seconds = ", ".join(info.get("seconds", "?").split())
     text = ["# The sized stack against upstream's defaults under load, %s (issue 19)" % info.get("date", "?"), "",
             "Reproduce: `%s` (wall time of this run: %s s, on %s CPUs and %s MiB; load average before: %s)." % (
                 info.get("command", "bench/stack_load.sh"), info.get("wall_s", "?"), info.get("cpus", "?"),
@@ -279,8 +289,7 @@ def report(jsonl, out):
             "Single node (`molecule/stack`, difyops-stack1), the same images and host for both plans, alternated "
             "%s; each phase: `load_probe.py` with CLIENTS blocking workflow runs at once through the gateway for "
             "%s s (in turn), each burning %s ms of CPU in the sandbox; a warm-up phase (5 clients, 5 s, discarded) after "
-            "each switch." % (" → ".join(info.get("order", [])), ", ".join(info.get("seconds", "?").split()),
-                             info.get("cpu_ms", "?")),
+            "each switch." % (order, seconds, info.get("cpu_ms", "?")),
             "",
             "- **sized**: the project `difyops.dify.site` deployed from the plan (`/opt/dify/compose.yaml`).",
             "- **stock**: the same project with `bench/stack_load/stack_load.py stock`'s override: upstream "
@@ -289,14 +298,19 @@ def report(jsonl, out):
             "161, 173, 190, 250, 252), no memory or CPU limit, share or reservation on any service (`!reset`), and "
             "the gateway without `limit_req` and without kept-alive upstream connections, as upstream's nginx.",
             "",
-            "## Sized against stock, per concurrency", ""] + summary + [
-            "", "## Every phase", "",
-            "Peak memory: %s, in MiB (page cache included), with the container's limit (none: unlimited). "
-            "Stack CPUs: CPU seconds of all the stack's containers per second; host busy: the share of the "
-            "machine's CPU time not idle (everything on it, not only the stack); r/s per stack CPU: runs served per "
-            "CPU second the stack used (each run burns at least %s ms in the sandbox, so at most %s)." % (
-                records[0]["memory"].get("api", {}).get("how", "?") if records else "?", info.get("cpu_ms", "?"),
-                "%.0f" % (1000.0 / info["cpu_ms"]) if info.get("cpu_ms") else "?"), ""] + lines + [""]
+            "## Sized against stock, per concurrency", ""]
+    text += summary
+    text += ["", "Where sized served fewer runs than stock in the same round (sized / stock):", ""]
+    text += slower or ["- nowhere"]
+    how = records[0]["memory"].get("api", {}).get("how", "?") if records else "?"
+    most = "%.0f" % (1000.0 / info["cpu_ms"]) if info.get("cpu_ms") else "?"
+    text += ["", "## Every phase", "",
+             "Peak memory: %s, in MiB (page cache included), with the container's limit (none: unlimited). "
+             "Stack CPUs: CPU seconds of all the stack's containers per second; host busy: the share of the "
+             "machine's CPU time not idle (everything on it, not only the stack); r/s per stack CPU: runs served per "
+             "CPU second the stack used (each run burns at least %s ms in the sandbox, so at most %s)."
+             % (how, info.get("cpu_ms", "?"), most), ""]
+    text += lines + [""]
     with open(out, "w") as handle:
         handle.write("\n".join(text))
     print("\n".join(summary))
