@@ -49,7 +49,10 @@ inventory() {  # N -> YAML inventory on stdout
   echo "    ansible_ssh_private_key_file: $work/id_bench"
   echo "    ansible_ssh_common_args: '-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'"
   echo "    ansible_python_interpreter: /usr/bin/python3"
-  sed -n '/^        docker_engine_source/,/^verifier:/p' "$REPO_ROOT/molecule/default/molecule.yml" | sed '$d' | sed 's/^    //'
+  # The scenario's group variables, less its air-gapped image loading (the bench loads the stand-ins
+  # in prepare, as molecule/shared/standins.yml does by default).
+  sed -n '/^        docker_engine_source/,/^    host_vars:/p' "$REPO_ROOT/molecule/default/molecule.yml" | sed '$d' \
+    | grep -v -e 'difyops_standins_load:' -e 'dify_stack_image_archives' | sed 's/^    //'
   echo "  children:"
   echo "    dify:"
   echo "      children:"

@@ -10,6 +10,8 @@ project refers to them as ``${NAME:?...}`` and Compose interpolates them from th
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
@@ -51,8 +53,13 @@ PGBOUNCER_ENV = frozenset(("DB_HOST", "DB_PORT", "DB_USER", "DB_PASSWORD", "DB_N
 OTHER_SERVICE_ENV = {"pgbouncer": PGBOUNCER_ENV}
 # What dify_stack_env_extra may set although the collection writes it: defaults, not derived values.
 OPERATOR_DEFAULTS = frozenset(("LOG_LEVEL", "TEXT_GENERATION_TIMEOUT_MS"))
+# Variables that an option owns whether or not it writes them (upstream's defaults stand when it
+# does not), so that dify_stack_env_extra never bypasses the option's checks.
+OPTION_VARIABLES = ("PIP_MIRROR_URL", "MARKETPLACE_ENABLED")
 # Where to change what the collection manages, by variable name or prefix (the first that matches).
 MANAGED_KNOBS: Tuple[Tuple[Tuple[str, ...], str], ...] = (
+    (("PIP_MIRROR_URL",), "use dify_stack_pip_mirror_url: it is checked, and the SSRF proxy admits it for the sandbox"),
+    (("MARKETPLACE_ENABLED",), "use dify_stack_marketplace: it also drops the SSRF proxy's marketplace allowance"),
     (PUBLIC_URL_VARIABLES + ("ENDPOINT_URL_TEMPLATE", "INTERNAL_FILES_URL"), "use dify_stack_public_url"),
     (("STORAGE_TYPE", "OPENDAL_", "S3_", "PLUGIN_STORAGE_", "AWS_"), "use dify_stack_object_storage (dify_object_storage)"),
     (("MIGRATION_ENABLED",), "the plan runs the migrations on one app host, fleet.migration_host"),
@@ -176,6 +183,67 @@ def url_env(url: str) -> Dict[str, str]:
     return env
 
 
+def pip_mirror_url(given: Any) -> str:
+    """The Python package index the plugin daemon and the sandbox install from (PIP_MIRROR_URL):
+    empty for upstream's default (pypi.org), else an http(s) URL the containers can reach."""
+    url = str(given or "").strip()
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment or not port_ok:
+        raise StackError("dify_stack_pip_mirror_url must be an absolute http(s) URL of a Python package index "
+                         "(got '%s'), e.g. https://pypi.example.com/simple" % given)
+    if parts.username or parts.password:
+        raise StackError("dify_stack_pip_mirror_url carries credentials, which would be written in clear into "
+                         "compose.yaml: let the mirror admit the hosts' addresses instead")
+    if unusable_host(parts.hostname):
+        raise StackError("dify_stack_pip_mirror_url points at %s, which is the container itself for the plugin daemon "
+                         "and the sandbox: give the name or address the hosts reach the mirror at" % parts.hostname)
+    return url
+
+
+def pip_mirror_destination(url: str) -> Optional[Dict[str, Any]]:
+    """What the SSRF proxy admits for the sandbox's installs from the mirror: its host (a name, or
+    an address when ``address``) and port."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    host = str(parts.hostname)
+    try:
+        ipaddress.ip_address(host)
+        address = True
+    except ValueError:
+        address = False
+    return {"host": host, "address": address, "port": parts.port or (443 if parts.scheme == "https" else 80)}
+
+
+def image_registry(given: Any) -> str:
+    """A registry, with an optional path, that serves Docker Hub's images under its own name
+    (``registry.example.com/dockerhub``): empty for Docker Hub itself."""
+    registry = str(given or "").strip().rstrip("/")
+    if registry and not re.match(r"^[A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)*$", registry):
+        raise StackError("dify_stack_image_registry must be a registry host with an optional port and path, without "
+                         "scheme or tag (got '%s'), e.g. registry.example.com/dockerhub" % given)
+    return registry
+
+
+def on_registry(image: str, registry: str) -> str:
+    """Docker Hub's image as the registry serves it (``postgres:15`` is ``library/postgres:15``
+    there); an image that names its own registry (``ghcr.io/...``, ``localhost/...``) is kept."""
+    if not registry:
+        return image
+    parts = image.split("/")
+    if len(parts) > 1 and parts[0] in ("docker.io", "index.docker.io", "registry-1.docker.io"):
+        parts = parts[1:]
+    elif len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        return image
+    return "%s/%s" % (registry, "/".join(parts if len(parts) > 1 else ["library"] + parts))
+
+
 def project_services(plan: Mapping[str, Any], host: str) -> List[str]:
     """The Compose services this host's project runs: its planned services, less those the split
     layout runs on the host itself, and less inference when the plan found no GPU for it."""
@@ -248,8 +316,9 @@ def _storage_env(storage: Mapping[str, Any]) -> Tuple[Dict[str, str], Dict[str, 
     return dify, plugin
 
 
-def app_env(plan: Mapping[str, Any], storage: Mapping[str, Any], url: str) -> Dict[str, str]:
-    """The settings api, worker and worker_beat share (Dify's x-shared-env, 1.14+'s shared.env)."""
+def app_env(plan: Mapping[str, Any], storage: Mapping[str, Any], url: str, marketplace: bool = True) -> Dict[str, str]:
+    """The settings api, worker and worker_beat share (Dify's x-shared-env, 1.14+'s shared.env).
+    Without the marketplace, none of them calls marketplace.dify.ai (plugin listings, upgrade checks)."""
     db_host, db_port = database_endpoint(plan)
     redis_host, redis_port = endpoint(plan, "redis", "redis")
     env = {
@@ -277,6 +346,8 @@ def app_env(plan: Mapping[str, Any], storage: Mapping[str, Any], url: str) -> Di
     if "api_websocket" in versions.record(plan_version(plan)).left_out:
         # Real-time collaboration needs api_websocket, which the collection does not run.
         env["ENABLE_COLLABORATION_MODE"] = "false"
+    if not marketplace:
+        env["MARKETPLACE_ENABLED"] = "false"
     return env
 
 
@@ -313,7 +384,7 @@ def _depends(services: Sequence[str], wanted: Mapping[str, str]) -> Dict[str, An
 
 
 def _plugin_daemon(plan: Mapping[str, Any], host: str, images: Mapping[str, str], storage: Mapping[str, Any],
-                   services: Sequence[str], shared: Mapping[str, str]) -> Dict[str, Any]:
+                   services: Sequence[str], shared: Mapping[str, str], pip_mirror: str = "") -> Dict[str, Any]:
     """The fleet's one plugin daemon, on the app host that runs the migrations."""
     host_plan = plan["hosts"][host]
     db_host, db_port = endpoint(plan, "database", "db_postgres")
@@ -333,6 +404,9 @@ def _plugin_daemon(plan: Mapping[str, Any], host: str, images: Mapping[str, str]
         "DB_MAX_OPEN_CONNS": str(host_plan["settings"]["plugin_daemon"]["db_connections"]),
     }
     plugin_env.update(_storage_env(storage)[1])
+    if pip_mirror:
+        # Where the daemon installs each plugin's Python dependencies from.
+        plugin_env["PIP_MIRROR_URL"] = pip_mirror
     record = versions.record(plan_version(plan))
     extra: Dict[str, Any] = {}
     if record.plugin_daemon_networks != ("default",):
@@ -344,12 +418,12 @@ def _plugin_daemon(plan: Mapping[str, Any], host: str, images: Mapping[str, str]
 
 
 def app_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str], storage: Mapping[str, Any],
-                 services: Sequence[str], url: str) -> Dict[str, Any]:
+                 services: Sequence[str], url: str, pip_mirror: str = "", marketplace: bool = True) -> Dict[str, Any]:
     """api, worker, worker_beat, web, sandbox, plugin_daemon and ssrf_proxy of one app host."""
     host_plan = plan["hosts"][host]
     planned, settings = host_plan["services"], host_plan["settings"]
     record = versions.record(plan_version(plan))
-    shared = app_env(plan, storage, url)
+    shared = app_env(plan, storage, url, marketplace)
     waits = {"db_postgres": "service_healthy", "pgbouncer": "service_healthy", "redis": "service_healthy"}
     agent = agent_env() if "agent_backend" in services else {}
     if agent:
@@ -387,14 +461,19 @@ def app_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str], 
     out["web"] = _service(images["web"], {"CONSOLE_API_URL": "", "APP_API_URL": "", "NEXT_TELEMETRY_DISABLED": "1",
                                           "TEXT_GENERATION_TIMEOUT_MS": "60000"},
                           planned["web"], **_published(plan, host_plan, [(PORTS["web"], PORTS["web"])]))
-    out["sandbox"] = _service(images["sandbox"], {
+    sandbox_env = {
         "API_KEY": secret("SANDBOX_API_KEY"), "GIN_MODE": "release", "WORKER_TIMEOUT": "15", "ENABLE_NETWORK": "true",
         "HTTP_PROXY": "http://ssrf_proxy:%d" % SSRF_PORT, "HTTPS_PROXY": "http://ssrf_proxy:%d" % SSRF_PORT,
-        "SANDBOX_PORT": str(SANDBOX_PORT)}, planned["sandbox"],
-        volumes=["./sandbox/dependencies:/dependencies", "./sandbox/conf:/conf"], networks=["ssrf_proxy_network"],
-        **_healthcheck(["CMD", "curl", "-fsS", "http://localhost:%d/health" % SANDBOX_PORT]))
+        "SANDBOX_PORT": str(SANDBOX_PORT)}
+    if pip_mirror:
+        # Where the sandbox installs the code nodes' dependencies from (through the SSRF proxy).
+        sandbox_env["PIP_MIRROR_URL"] = pip_mirror
+    out["sandbox"] = _service(images["sandbox"], sandbox_env, planned["sandbox"],
+                              volumes=["./sandbox/dependencies:/dependencies", "./sandbox/conf:/conf"],
+                              networks=["ssrf_proxy_network"],
+                              **_healthcheck(["CMD", "curl", "-fsS", "http://localhost:%d/health" % SANDBOX_PORT]))
     if "plugin_daemon" in services:
-        out["plugin_daemon"] = _plugin_daemon(plan, host, images, storage, services, shared)
+        out["plugin_daemon"] = _plugin_daemon(plan, host, images, storage, services, shared, pip_mirror)
     squid_env = {"HTTP_PORT": str(SSRF_PORT), "COREDUMP_DIR": "/var/spool/squid"}
     if record.sandbox_reverse_proxy:
         squid_env.update(REVERSE_PROXY_PORT=str(SANDBOX_PORT), SANDBOX_HOST="sandbox", SANDBOX_PORT=str(SANDBOX_PORT))
@@ -620,17 +699,19 @@ def gateway_service(plan: Mapping[str, Any], host: str, images: Mapping[str, str
                                                                         "web": "service_started"}))}
 
 
-def images_for(version: str, overrides: Optional[Mapping[str, str]] = None, engine: str = "vllm") -> Dict[str, str]:
+def images_for(version: str, overrides: Optional[Mapping[str, str]] = None, engine: str = "vllm",
+               registry: str = "") -> Dict[str, str]:
     """The image of every service: the version's upstream images, then the operator's overrides - a
     service's image for every version, then a version's own mapping (``{"1.16.1": {service: image}}``),
-    so that an upgrade does not keep the old version's pinned images."""
+    so that an upgrade does not keep the old version's pinned images. With a registry, every image
+    of Docker Hub's (the upstream ones all are) is taken from it instead."""
     images = versions.record(version).images
     images["inference"] = INFERENCE_IMAGES[engine]
     images["pgbouncer"] = PGBOUNCER_IMAGE
     given = dict(overrides or {})
     images.update({name: str(image) for name, image in given.items() if not isinstance(image, Mapping)})
     images.update({name: str(image) for name, image in (given.get(version) or {}).items()})
-    return images
+    return {name: on_registry(image, registry) for name, image in images.items()}
 
 
 def build_project(plan: Mapping[str, Any], host: str, options: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
@@ -639,12 +720,18 @@ def build_project(plan: Mapping[str, Any], host: str, options: Optional[Mapping[
     options: version (default 1.13.3), name (project name), images (service -> image overrides),
     object_storage (endpoint, bucket, region, path_style, plugin_bucket: no credentials),
     gateway_port, public_url (default: from the gateway host's address), env_extra
-    (service -> {VARIABLE: value}), ssrf_allowed_networks (private networks the SSRF proxy admits)."""
+    (service -> {VARIABLE: value}), ssrf_allowed_networks (private networks the SSRF proxy admits),
+    image_registry (a registry serving Docker Hub's images under its own name), pip_mirror_url
+    (PIP_MIRROR_URL of the plugin daemon and the sandbox), marketplace (false: Dify never calls
+    marketplace.dify.ai)."""
     opts = dict(options or {})
     version = plan_version(plan, str(opts.get("version") or ""))
     services = project_services(plan, host)
     inference = plan["hosts"][host]["settings"].get("inference", {})
-    images = images_for(version, opts.get("images"), str(inference.get("engine") or "vllm"))
+    images = images_for(version, opts.get("images"), str(inference.get("engine") or "vllm"),
+                        image_registry(opts.get("image_registry")))
+    pip_mirror = pip_mirror_url(opts.get("pip_mirror_url"))
+    marketplace = marketplace_enabled(opts)
     storage = opts.get("object_storage") or {}
     spec: Dict[str, Any] = {}
     port = int(opts.get("gateway_port") or 80)
@@ -652,7 +739,7 @@ def build_project(plan: Mapping[str, Any], host: str, options: Optional[Mapping[
         spec.update(gateway_service(plan, host, images, port))
     if "api" in services:
         url = public_url(plan, str(opts.get("public_url") or ""), port)
-        spec.update(app_services(plan, host, images, storage, services, url))
+        spec.update(app_services(plan, host, images, storage, services, url, pip_mirror, marketplace))
     spec.update(data_services(plan, host, images, services))
     if "inference" in services:
         spec.update(inference_service(plan, host, images))
@@ -674,10 +761,19 @@ def build_project(plan: Mapping[str, Any], host: str, options: Optional[Mapping[
     return project
 
 
+def marketplace_enabled(options: Mapping[str, Any]) -> bool:
+    """Whether Dify may use its plugin marketplace (the option ``marketplace``, default true)."""
+    value = as_bool(options.get("marketplace", True))
+    if value is None:
+        raise StackError("dify_stack_marketplace must be true or false (got '%s')" % options.get("marketplace"))
+    return value
+
+
 def managed_env(services: Mapping[str, Any]) -> Dict[str, str]:
-    """Every variable the builder wrote for any of the project's services, and every secret, with
-    the value it wrote (a secret's reference where it wrote none)."""
+    """Every variable the builder wrote for any of the project's services, every secret and every
+    variable an option owns, with the value it wrote (a secret's reference where it wrote none)."""
     managed = {name: secret(name) for name in SECRET_VARIABLES}
+    managed.update({name: "" for name in OPTION_VARIABLES})
     for spec in services.values():
         managed.update(spec.get("environment", {}))
     return managed
@@ -789,11 +885,15 @@ def bundle(plan: Mapping[str, Any], host: str, options: Optional[Mapping[str, An
         ruleset = firewall.ruleset(str(plan["hosts"][host].get("address") or ""), rules) if rules else ""
     except firewall.FirewallError as exc:
         raise StackError("the firewall cannot be written: %s" % exc)
+    sandbox_env = project["services"].get("sandbox", {}).get("environment", {})
     return {
         "version": version,
-        # The SSRF proxy's reverse proxy to the sandbox (1.13) and its agent twin (1.16+).
+        # The SSRF proxy's reverse proxy to the sandbox (1.13) and its agent twin (1.16+); whether it
+        # admits Dify's marketplace, and the package mirror the sandbox installs from through it.
         "squid": {"sandbox_reverse_proxy": record.sandbox_reverse_proxy,
-                  "agent_proxy": "agent_ssrf_proxy" in project["services"]},
+                  "agent_proxy": "agent_ssrf_proxy" in project["services"],
+                  "marketplace": marketplace_enabled(opts),
+                  "pip_mirror": pip_mirror_destination(sandbox_env.get("PIP_MIRROR_URL", ""))},
         "sandbox": {"python_path": record.sandbox_python_path},
         "public_url": api_env.get("CONSOLE_API_URL"),
         "ssrf_allowed_private": ssrf_allowed_private(plan, opts.get("ssrf_allowed_networks") or ()),
