@@ -21,7 +21,6 @@ from ..sizing.fleet import inference_endpoint as fleet_inference_endpoint
 from ..sizing.validate import as_bool, bracketed, host_port, unusable_host
 from . import firewall, versions
 
-REFERENCES = {version: record.reference for version, record in versions.RECORDS.items()}
 # Variables of the Go runtime (read by weaviate and the plugin daemon), not Dify's own settings.
 RUNTIME_ENV = frozenset(("GOMEMLIMIT", "GOMAXPROCS"))
 # Secrets the project refers to; the role generates or takes each one (see dify_secrets): every
