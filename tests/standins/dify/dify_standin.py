@@ -111,7 +111,10 @@ Service (what the tests exercise):
   beat          SET difyops_standin:beat on the broker every 5 s. No port.
   web :3000     GET / and /explore/* (and a few other console pages): HTML naming the host; /_next/*: JSON.
   sandbox :8194 GET /health; POST /v1/sandbox/run (X-Api-Key = API_KEY) runs python3 code with python_path,
-                worker_timeout and the proxy, answering {"code": 0, "message": "success", "data": {...}}.
+                worker_timeout and the proxy, answering {"code": 0, "message": "success", "data": {...}}. At most
+                max_workers runs at once, the others waiting in arrival order (the real sandbox's MaxWorker middleware
+                is a buffered Go channel: blocked senders are served first in, first out, and a newcomer never
+                overtakes them); more than max_requests in flight: 503 {"code": -503, "message": "Too many requests"}.
   plugin_daemon :SERVER_PORT (5002)  GET /health/check: {"status": "ok", "pool_status": {...}, "version":
                 "0.5.3-standin", "platform": "local", "node_id": ...}. /plugin/<tenant>/... (X-Api-Key = SERVER_KEY,
                 else 401 {"code": -401, "message": "unauthorized"}) describes the route. /e/<hook_id>/<path> (any
@@ -2035,11 +2038,54 @@ def execute(settings: SandboxSettings, code: str, preload: str, enable_network: 
     return sandbox_answer(done.stdout.decode(errors="replace"), stderr)
 
 
+class FifoSemaphore:
+    """A counting semaphore that serves its waiters in arrival order, as a Go buffered channel used as one
+    (``sem <- struct{}{}`` ... ``<-sem``): a released permit goes straight to the oldest waiter, so a thread that
+    arrives later cannot take it first. threading.Semaphore lets a newcomer take a permit before the woken
+    waiter runs, which under load leaves some runs waiting many times longer than the rest."""
+
+    def __init__(self, permits: int) -> None:
+        self.lock = threading.Lock()
+        self.free = permits
+        self.waiters: List[threading.Event] = []
+
+    def acquire(self, blocking: bool = True) -> bool:
+        with self.lock:
+            if self.free and not self.waiters:
+                self.free -= 1
+                return True
+            if not blocking:
+                return False
+            turn = threading.Event()
+            self.waiters.append(turn)
+        turn.wait()  # the releasing thread hands its permit over before setting the event
+        return True
+
+    def release(self) -> None:
+        with self.lock:
+            if self.waiters:
+                self.waiters.pop(0).set()
+            else:
+                self.free += 1
+
+    def __enter__(self) -> "FifoSemaphore":
+        self.acquire()
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        self.release()
+
+
+def sandbox_workers(settings: SandboxSettings) -> FifoSemaphore:
+    """The limit on runs at once: max_workers, waiters served in arrival order."""
+    return FifoSemaphore(settings.max_workers)
+
+
 class SandboxHandler(Handler):
     role = "sandbox"
     settings: SandboxSettings
     run_uid: Optional[int] = None
-    workers = threading.BoundedSemaphore(4)
+    workers = FifoSemaphore(4)
     pending = [0]
     pending_lock = threading.Lock()
 
@@ -2119,7 +2165,7 @@ def run_sandbox(env: Mapping[str, str], config_path: str = SANDBOX_CONFIG) -> No
     except OSError:
         pass
     SandboxHandler.settings = settings
-    SandboxHandler.workers = threading.BoundedSemaphore(settings.max_workers)
+    SandboxHandler.workers = sandbox_workers(settings)
     SandboxHandler.run_uid = SANDBOX_RUN_UID if os.getuid() == 0 else None
     log("sandbox", "%s: python_path %s, worker_timeout %d s, max_workers %d, proxy %s"
         % (config_path, settings.python_path, settings.worker_timeout, settings.max_workers, settings.http_proxy or "none"))

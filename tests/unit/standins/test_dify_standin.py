@@ -464,12 +464,47 @@ def test_short_bodies_are_errors():
         list(standin.iter_body(io.BytesIO(b"12345"), {"Content-Length": "10"}))
 
 
+def test_sandbox_workers_are_served_in_arrival_order():
+    """Like the real sandbox's buffered channel: waiters are served first in, first out, and a run that
+    arrives while others wait never takes a freed worker before them (threading.Semaphore lets it)."""
+    config = dict(collection_sandbox_config(), max_workers=2)
+    settings, problems, _warnings = standin.sandbox_settings(config, SANDBOX_ENV, lambda _path: None)
+    assert settings is not None and not problems
+    workers = standin.sandbox_workers(settings)
+    assert workers.acquire() and workers.acquire()
+    order = []
+    gate = threading.Event()
+
+    def run(name):
+        with workers:
+            order.append(name)
+            gate.wait(5)
+
+    threads = []
+    for name in ("first", "second", "third"):
+        threads.append(threading.Thread(target=run, args=(name,), daemon=True))
+        threads[-1].start()
+        deadline = time.monotonic() + 5
+        while len(workers.waiters) < len(threads) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert len(workers.waiters) == len(threads), "%s never waited for a worker" % name
+    # One worker freed: it passes from run to run, each handing it to the next in line.
+    workers.release()
+    assert not workers.acquire(blocking=False), "a newcomer took the worker a waiting run was owed"
+    gate.set()
+    for thread in threads:
+        thread.join(5)
+    assert order == ["first", "second", "third"]
+    assert workers.acquire(blocking=False), "the worker was not given back after the last run"
+    assert not workers.acquire(blocking=False), "more workers than max_workers"
+
+
 # --- the api and the sandbox over HTTP, in-process ---------------------------------------------------------
 
 @pytest.fixture(name="sandbox_url")
 def sandbox_url_fixture():
     handler = type("TestSandbox", (standin.SandboxHandler,), {
-        "settings": sandbox_settings_for_tests(), "workers": threading.BoundedSemaphore(2), "pending": [0],
+        "settings": sandbox_settings_for_tests(), "workers": standin.FifoSemaphore(2), "pending": [0],
         "pending_lock": threading.Lock(), "run_uid": None, "log_message": lambda *args: None})
     server = standin.Server(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
