@@ -262,6 +262,13 @@ def fleet_section(plans: Dict[str, Dict[str, Any]], vector_store: str, beat_host
             service: [_endpoint(p, service, single_node) for p in apps if service in p["services"]]
             for service in ("api", "web", "plugin_daemon")
         },
+        # What each app host serves behind the gateways: the endpoints an upgrade takes out of the
+        # upstreams while the host changes (none in a single node, whose gateway is on the host).
+        "gateway_endpoints": {} if single_node else {
+            p["name"]: [_endpoint(p, service, single_node) for service in ("api", "web", "plugin_daemon")
+                        if service in p["services"]]
+            for p in apps
+        },
         "plugin_daemon_host": beat_host,
         "data_access": data_access,
         "inference_endpoints": [inference_endpoint(p, single_node) for p in plans.values()

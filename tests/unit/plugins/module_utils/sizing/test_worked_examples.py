@@ -26,6 +26,7 @@ def test_poc_2_vcpu_8_gib_cpu_only():
     assert _sum_limits(h) <= h["resources"]["usable_mb"]
     assert h["settings"]["api"]["server_worker_amount"] == 1
     assert "inference" not in h["services"]
+    assert plan["fleet"]["gateway_endpoints"] == {}  # the gateway is on the host: nothing to take out
 
 
 def test_4_vcpu_8_gib_whole_stack_fits():
@@ -85,6 +86,9 @@ def test_fleet_with_separate_data_two_apps_and_8x80gb_gpu_host():
     assert "worker_beat" in plan["hosts"]["app1"]["services"]
     assert "worker_beat" not in plan["hosts"]["app2"]["services"]
     assert fleet["gateway_upstreams"]["api"] == ["10.0.1.11:5001", "10.0.1.12:5001"]
+    # What an upgrade takes out of the gateways while each app host changes: its own endpoints only.
+    assert fleet["gateway_endpoints"] == {"app1": ["10.0.1.11:5001", "10.0.1.11:3000", "10.0.1.11:5002"],
+                                          "app2": ["10.0.1.12:5001", "10.0.1.12:3000"]}
     assert fleet["data_access"]["database"] == ["10.0.1.11/32", "10.0.1.12/32"]
     pools = sum(fleet["app_connections"].values())
     assert fleet["postgres_max_connections"] >= pools + 15
