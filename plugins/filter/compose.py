@@ -13,6 +13,7 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.difyops.dify.plugins.module_utils.stack import versions
 from ansible_collections.difyops.dify.plugins.module_utils.stack.compose import VERSION_FIELD, StackError, bundle
 from ansible_collections.difyops.dify.plugins.module_utils.stack.moves import plan_data_moves as _plan_data_moves
+from ansible_collections.difyops.dify.plugins.plugin_utils.upgrade import upgrade_steps
 from ansible_collections.difyops.dify.plugins.plugin_utils.values import plain as _plain
 
 try:
@@ -66,14 +67,21 @@ def deployed_version(project: Any) -> Optional[str]:
     return "1.13.3"
 
 
-def dify_upgrade(deployed: Mapping[str, Any], target: str) -> Dict[str, Any]:
-    """What an upgrade to ``target`` does on the fleet whose deployed projects are given by host."""
+def dify_upgrade(deployed: Mapping[str, Any], target: str, plan: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """What an upgrade to ``target`` does on the fleet whose deployed projects are given by host;
+    with the fleet's plan, also the step each host changes in and what the gateways drain."""
     if not isinstance(deployed, Mapping):
         raise AnsibleFilterError("dify_upgrade: the deployed Compose projects by inventory host are needed, got %s"
                                  % type(deployed).__name__)
     running = {str(host): deployed_version(_plain(project)) for host, project in deployed.items()}
     result = versions.upgrade(running, str(target))
     result["deployed"] = running
+    if plan is not None:
+        try:
+            result["steps"] = upgrade_steps(_plain(plan), result["hosts"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AnsibleFilterError("dify_upgrade: %s" % (exc if isinstance(exc, ValueError) else
+                                                           "the plan lacks %s: pass dify_plan" % exc))
     return result
 
 
