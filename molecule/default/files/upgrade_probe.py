@@ -68,7 +68,7 @@ def client() -> None:
     while not os.path.exists(STOP_FILE) and time.monotonic() - started < MAX_SECONDS:
         one("GET", "/console/api/probe", None)
         one("POST", "/v1/workflows/run", WORKFLOW)
-        time.sleep(0.05)
+        time.sleep(0.2)
 
 
 def main() -> None:
