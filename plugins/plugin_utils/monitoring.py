@@ -1,0 +1,540 @@
+# -*- coding: utf-8 -*-
+# Copyright: difyops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Prometheus scrape targets and alert rules computed from the fleet plan (controller-only, pure).
+
+Every threshold is a number from the plan (a container's memory limit, Postgres max_connections,
+Redis maxmemory, the dify.slice MemoryHigh) times a ratio from ``options``; nothing is typed into a
+template. The exporters are those a Debian 13 host can install, or the upstream image where Debian
+packages none:
+
+- ``node`` (9100, every host): node_exporter, package ``prometheus-node-exporter``.
+- ``cadvisor`` (8080, every host: every Dify host runs Docker): cAdvisor, the upstream image, since
+  Debian 13 packages none (packages.debian.org lists cadvisor for bullseye only). On a split fleet's
+  gateway and database hosts it also reads the cgroups of the host's own nginx and PostgreSQL units.
+- ``postgres`` (9187, hosts with ``database``): postgres_exporter, ``prometheus-postgres-exporter``.
+- ``redis`` (9121, hosts with ``redis``): redis_exporter, ``prometheus-redis-exporter``, run with
+  ``--check-single-keys`` = :func:`redis_check_single_keys`.
+- ``nginx`` (9113, gateway hosts): nginx-prometheus-exporter over stub_status,
+  ``prometheus-nginx-exporter``.
+- ``gateway_log`` (3903, gateway hosts): mtail over the gateway's access log, package ``mtail``.
+- ``gpu`` (hosts with ``gpu_inference``): NVIDIA's dcgm-exporter on 9400 (NVIDIA's image; Debian has
+  no package); ``gpu_exporter: nvml`` switches to nvidia_gpu_exporter (nvidia-smi, i.e. NVML) on 9835
+  where DCGM cannot run.
+
+Every target carries the labels ``host`` (inventory name) and ``role`` (the host's components,
+comma-joined); the rules select on ``host``.
+
+What each alert reads (metric names as the exporters publish them):
+
+- ``DifyServiceMemoryHigh`` (one per planned service per host): cAdvisor
+  ``container_memory_working_set_bytes`` of the Compose service (``container_label_com_docker_compose_service``
+  and ``..._project``), or of the systemd unit's cgroup (``id``) for the services a split fleet runs on
+  the host itself (nginx, db_postgres); threshold ``memory_ratio`` x the plan's ``memory_mb``.
+- ``DifyServiceOOMKilled`` (one per planned container): cAdvisor ``container_oom_events_total``
+  (cAdvisor reads OOM events from ``/dev/kmsg``, which its container must be given).
+- ``DifyHostOOMKill`` (one per host): node_exporter ``node_vmstat_oom_kill`` (in the vmstat
+  collector's default field list), any kernel OOM kill, whatever cAdvisor saw.
+- ``DifyPostgresConnectionsHigh``: postgres_exporter ``pg_stat_activity_count`` (summed over
+  ``datname`` and ``state``) against ``postgres_connections_ratio`` x the planned ``max_connections``.
+- ``DifyRedisMemoryHigh``: redis_exporter ``redis_memory_used_bytes`` against ``redis_memory_ratio`` x
+  the planned ``maxmemory_mb``.
+- ``DifyRedisEvictions``: redis_exporter ``redis_evicted_keys_total``; any increase. The plan's
+  ``volatile-lru`` policy only evicts keys with a TTL, never Celery's queues, so an eviction means
+  Redis is at maxmemory and cache entries go.
+- ``DifyCeleryBacklogGrowing``: redis_exporter ``redis_key_size{db="db<N>",key="<queue>"}`` (the
+  length of each Celery queue list); the exporter must run with
+  ``--check-single-keys`` = :func:`redis_check_single_keys`.
+- ``DifyApiErrorRate`` and ``DifyApiLatencyP99``: nginx's stub_status has neither status codes nor
+  latency, so these read the counter ``dify_gateway_requests_total{route,status}`` and the histogram
+  ``dify_gateway_request_duration_seconds_bucket{route,le}`` that an mtail program over the gateway's
+  access log exports (``route`` is the plan's ``fleet.gateway_routes`` key: api, web or
+  plugin_daemon). Both names are options, for a site that exports them otherwise.
+- ``DifyGpuMemoryHigh``: dcgm-exporter ``DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE)``
+  (MiB), or nvidia_gpu_exporter ``nvidia_smi_memory_used_bytes / nvidia_smi_memory_total_bytes``.
+- ``DifySliceMemoryHigh``: cAdvisor ``container_memory_working_set_bytes{id="/dify.slice"}`` against
+  ``slice_memory_ratio`` x the plan's ``host_tuning.slice.memory_high_mb``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any, Dict, List, Mapping, Optional
+
+MIB = 1024 * 1024
+
+# Celery queues of Dify's worker (api/docker/entrypoint.sh, SELF_HOSTED edition, when CELERY_QUEUES
+# is unset); the broker is Redis database 1 (CELERY_BROKER_URL redis://.../1, Dify's .env.example).
+DIFY_CELERY_QUEUES = (
+    "api_token", "dataset", "priority_dataset", "priority_pipeline", "pipeline", "mail", "ops_trace",
+    "app_deletion", "plugin", "workflow_storage", "conversation", "workflow", "schedule_poller",
+    "schedule_executor", "triggered_workflow_dispatcher", "trigger_refresh_executor", "retention",
+    "workflow_based_app_execution",
+)
+
+DEFAULT_PORTS: Dict[str, int] = {
+    "node": 9100, "cadvisor": 8080, "postgres": 9187, "redis": 9121, "nginx": 9113, "gateway_log": 3903,
+    "gpu": 9400,
+}
+NVML_EXPORTER_PORT = 9835
+
+# Systemd units of the services a split fleet runs on the host itself (Debian's nginx and
+# postgresql@<version>-<cluster>), as cAdvisor names their cgroups (``id`` label, a regex).
+DEFAULT_HOST_SERVICE_CGROUPS: Dict[str, str] = {
+    "nginx": "/system.slice/nginx.service",
+    "db_postgres": "/system.slice/system-postgresql.slice/postgresql@.+[.]service",
+}
+# Services that run on the host, outside Compose, when the fleet is split (stack/compose.py).
+HOST_SERVICES_WHEN_SPLIT = ("nginx", "db_postgres")
+
+DEFAULTS: Dict[str, Any] = {
+    "ports": {},
+    "memory_ratio": 0.9,
+    "postgres_connections_ratio": 0.8,
+    "redis_memory_ratio": 0.9,
+    "gpu_memory_ratio": 0.95,
+    "slice_memory_ratio": 0.98,
+    "api_error_ratio": 0.05,
+    "api_latency_quantile": 0.99,
+    "api_latency_seconds": 10.0,
+    "pending_for": "5m",
+    "rate_window": "5m",
+    "celery_backlog_window": "10m",
+    "celery_queues": list(DIFY_CELERY_QUEUES),
+    "celery_broker_db": 1,
+    "compose_project": "dify",
+    "host_service_cgroups": {},
+    "slice_cgroup": "/dify.slice",
+    "gpu_exporter": "dcgm",
+    "gateway_requests_metric": "dify_gateway_requests_total",
+    "gateway_latency_metric": "dify_gateway_request_duration_seconds",
+}
+RATIOS = ("memory_ratio", "postgres_connections_ratio", "redis_memory_ratio", "gpu_memory_ratio",
+          "slice_memory_ratio", "api_error_ratio", "api_latency_quantile")
+DURATIONS = ("pending_for", "rate_window", "celery_backlog_window")
+METRIC_NAMES = ("gateway_requests_metric", "gateway_latency_metric")
+GPU_EXPORTERS = ("dcgm", "nvml")
+
+_DURATION = re.compile(r"^[0-9]+(ms|s|m|h|d|w|y)$")
+_QUEUE = re.compile(r"^[A-Za-z0-9_:-]+$")
+_METRIC = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_PROJECT = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_FIX_MEMORY = ("find what grows ({look}); if the load is legitimate raise "
+               "dify_sizing_overrides.services.{service}.memory_mb on {host} or give the host more memory, "
+               "then re-run the plan and the stack playbook")
+
+
+# --- input checks ----------------------------------------------------------------------------
+
+
+def _mapping(value: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError("%s must be a mapping, got %s" % (what, type(value).__name__))
+    return value
+
+
+def _section(parent: Mapping[str, Any], key: str, what: str) -> Mapping[str, Any]:
+    if key not in parent:
+        raise ValueError("%s has no '%s' section" % (what, key))
+    return _mapping(parent[key], "%s.%s" % (what, key))
+
+
+def _number(parent: Mapping[str, Any], key: str, what: str) -> float:
+    value = parent.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError("%s.%s must be a positive number, got %r" % (what, key, value))
+    return value
+
+
+def checked_plan(plan: Any) -> Mapping[str, Any]:
+    """The plan, if it has every section the rules and targets read; otherwise a ValueError that
+    names the first missing section (plan.hosts.<host>.services, ...)."""
+    plan = _mapping(plan, "the plan")
+    hosts = _section(plan, "hosts", "the plan")
+    _section(plan, "fleet", "the plan")
+    if not hosts:
+        raise ValueError("the plan has no hosts")
+    for name, host in hosts.items():
+        what = "plan.hosts.%s" % name
+        host = _mapping(host, what)
+        for key in ("services", "settings", "host_tuning"):
+            _section(host, key, what)
+        _section(host["host_tuning"], "slice", what + ".host_tuning")
+        if not isinstance(host.get("components"), (list, tuple)):
+            raise ValueError("%s has no 'components' list" % what)
+        for service, planned in host["services"].items():
+            _number(_mapping(planned, "%s.services.%s" % (what, service)), "memory_mb", "%s.services.%s" % (what, service))
+    return plan
+
+
+def _ratio(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ValueError("options.%s must be a number above 0 and at most 1, got %r" % (key, value))
+    return float(value)
+
+
+def _ports(given: Any) -> Dict[str, int]:
+    ports = dict(DEFAULT_PORTS)
+    for kind, port in _mapping(given, "options.ports").items():
+        if kind not in DEFAULT_PORTS:
+            raise ValueError("options.ports.%s is no exporter kind (one of %s)" % (kind, ", ".join(sorted(DEFAULT_PORTS))))
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError("options.ports.%s must be a port from 1 to 65535, got %r" % (kind, port))
+        ports[kind] = port
+    return ports
+
+
+def checked_options(options: Any = None) -> Dict[str, Any]:
+    """The options over DEFAULTS, each checked (ratios in (0, 1], durations like ``5m``, ports,
+    queue and metric names); unknown keys are refused."""
+    given = dict(_mapping(options if options is not None else {}, "options"))
+    unknown = sorted(set(given) - set(DEFAULTS))
+    if unknown:
+        raise ValueError("unknown options: %s (known: %s)" % (", ".join(unknown), ", ".join(sorted(DEFAULTS))))
+    opts = dict(DEFAULTS, **given)
+    for key in RATIOS:
+        opts[key] = _ratio(opts[key], key)
+    for key in DURATIONS:
+        if not isinstance(opts[key], str) or not _DURATION.match(opts[key]):
+            raise ValueError("options.%s must be a Prometheus duration such as 5m, got %r" % (key, opts[key]))
+    for key in METRIC_NAMES:
+        if not isinstance(opts[key], str) or not _METRIC.match(opts[key]):
+            raise ValueError("options.%s must be a metric name of [a-zA-Z0-9_:], got %r" % (key, opts[key]))
+    if not isinstance(opts["compose_project"], str) or not _PROJECT.match(opts["compose_project"]):
+        raise ValueError("options.compose_project must be a Compose project name, got %r" % (opts["compose_project"],))
+    if isinstance(opts["api_latency_seconds"], bool) or not isinstance(opts["api_latency_seconds"], (int, float)) \
+            or opts["api_latency_seconds"] <= 0:
+        raise ValueError("options.api_latency_seconds must be a positive number, got %r" % (opts["api_latency_seconds"],))
+    queues = opts["celery_queues"]
+    if not isinstance(queues, (list, tuple)) or not queues or not all(isinstance(q, str) and _QUEUE.match(q) for q in queues):
+        raise ValueError("options.celery_queues must be a non-empty list of queue names of [A-Za-z0-9_:-], got %r" % (queues,))
+    db = opts["celery_broker_db"]
+    if isinstance(db, bool) or not isinstance(db, int) or not 0 <= db <= 15:
+        raise ValueError("options.celery_broker_db must be a Redis database number from 0 to 15, got %r" % (db,))
+    if opts["gpu_exporter"] not in GPU_EXPORTERS:
+        raise ValueError("options.gpu_exporter must be one of %s, got %r" % (", ".join(GPU_EXPORTERS), opts["gpu_exporter"]))
+    cgroups = dict(DEFAULT_HOST_SERVICE_CGROUPS)
+    cgroups.update({str(k): str(v) for k, v in _mapping(opts["host_service_cgroups"], "options.host_service_cgroups").items()})
+    opts["host_service_cgroups"] = cgroups
+    if not isinstance(opts["slice_cgroup"], str) or not opts["slice_cgroup"].startswith("/"):
+        raise ValueError("options.slice_cgroup must be a cgroup path such as /dify.slice, got %r" % (opts["slice_cgroup"],))
+    ports = _ports(opts["ports"])
+    if opts["gpu_exporter"] == "nvml" and "gpu" not in opts["ports"]:
+        ports["gpu"] = NVML_EXPORTER_PORT
+    opts["ports"] = ports
+    return opts
+
+
+# --- scrape targets ----------------------------------------------------------------------------
+
+
+def host_port(address: str, port: int) -> str:
+    """``address:port``, with an IPv6 address in brackets (given with or without them)."""
+    bare = address[1:-1] if address.startswith("[") and address.endswith("]") else address
+    try:
+        if ipaddress.ip_address(bare).version == 6:
+            return "[%s]:%d" % (bare, port)
+    except ValueError:
+        pass
+    return "%s:%d" % (bare, port)
+
+
+def _has(host: Mapping[str, Any], component: str) -> bool:
+    return component in host["components"]
+
+
+def exporter_hosts(plan: Mapping[str, Any]) -> Dict[str, List[str]]:
+    """The hosts each exporter kind runs on, by name, in the plan's order."""
+    hosts = plan["hosts"]
+    every = list(hosts)
+    gateways = [n for n in every if _has(hosts[n], "gateway")]
+    return {
+        "node": every,
+        "cadvisor": every,
+        "postgres": [n for n in every if _has(hosts[n], "database")],
+        "redis": [n for n in every if _has(hosts[n], "redis")],
+        "nginx": gateways,
+        "gateway_log": gateways,
+        "gpu": [n for n in every if _has(hosts[n], "gpu_inference")],
+    }
+
+
+def _static_config(name: str, host: Mapping[str, Any], port: int) -> Dict[str, Any]:
+    # A host planned without an address (a single node) is scraped by its inventory name.
+    address = str(host.get("address") or name)
+    return {"targets": [host_port(address, port)], "labels": {"host": name, "role": ",".join(host["components"])}}
+
+
+def redis_check_single_keys(options: Optional[Mapping[str, Any]] = None) -> str:
+    """redis_exporter's ``--check-single-keys`` value that publishes every Celery queue's length."""
+    opts = checked_options(options)
+    return ",".join("db%d=%s" % (opts["celery_broker_db"], queue) for queue in opts["celery_queues"])
+
+
+def scrape_targets(plan: Any, options: Optional[Mapping[str, Any]] = None) -> Dict[str, List[Dict[str, Any]]]:
+    """Per exporter kind (node, cadvisor, postgres, redis, nginx, gateway_log, gpu), a list of
+    Prometheus static configs: one per host, ``{"targets": ["address:port"], "labels": {"host",
+    "role"}}``. A kind with no host has an empty list."""
+    plan = checked_plan(plan)
+    opts = checked_options(options)
+    hosts = plan["hosts"]
+    return {kind: [_static_config(name, hosts[name], opts["ports"][kind]) for name in names]
+            for kind, names in exporter_hosts(plan).items()}
+
+
+# --- alert rules --------------------------------------------------------------------------------
+
+
+def _selector(**labels: str) -> str:
+    parts = []
+    for key, value in labels.items():
+        op, key = ("=~", key[:-len("__re")]) if key.endswith("__re") else ("=", key)
+        parts.append('%s%s"%s"' % (key, op, value.replace("\\", "\\\\").replace('"', '\\"')))
+    return "{%s}" % ", ".join(parts)
+
+
+def _rule(alert: str, expr: str, severity: str, host: str, summary: str, description: str,
+          pending: Optional[str] = None, service: Optional[str] = None) -> Dict[str, Any]:
+    labels = {"severity": severity, "host": host}
+    if service:
+        labels["service"] = service
+    rule: Dict[str, Any] = {"alert": alert, "expr": expr}
+    if pending:
+        rule["for"] = pending
+    rule["labels"] = labels
+    rule["annotations"] = {"summary": summary, "description": description}
+    return rule
+
+
+def _percent(ratio: float) -> str:
+    return "%g %%" % round(ratio * 100, 4)
+
+
+def _single_node(plan: Mapping[str, Any]) -> bool:
+    return bool(plan["fleet"].get("single_node", len(plan["hosts"]) == 1))
+
+
+def runs_on_host(plan: Mapping[str, Any], service: str) -> bool:
+    """Whether the service runs outside Compose, as a systemd unit of the host (split fleets)."""
+    return not _single_node(plan) and service in HOST_SERVICES_WHEN_SPLIT
+
+
+def planned_services(plan: Mapping[str, Any], host: str) -> List[str]:
+    """The host's planned services that run: all but an inference service the plan left disabled."""
+    host_plan = plan["hosts"][host]
+    inference = host_plan["settings"].get("inference") or {}
+    return [s for s in host_plan["services"] if s != "inference" or inference.get("enabled", True)]
+
+
+def service_memory_selector(plan: Mapping[str, Any], host: str, service: str, opts: Mapping[str, Any]) -> str:
+    """The cAdvisor selector of one planned service: its Compose container, or its systemd unit's
+    cgroup where a split fleet runs it on the host itself."""
+    if runs_on_host(plan, service):
+        return _selector(host=host, id__re=opts["host_service_cgroups"][service])
+    return _selector(host=host, container_label_com_docker_compose_project=opts["compose_project"],
+                     container_label_com_docker_compose_service=service)
+
+
+def memory_rules(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """Per planned service: working set at ``memory_ratio`` of the plan's memory_mb, and (for
+    containers) any OOM kill."""
+    rules = []
+    ratio = opts["memory_ratio"]
+    for service in planned_services(plan, host):
+        limit_mb = plan["hosts"][host]["services"][service]["memory_mb"]
+        selector = service_memory_selector(plan, host, service, opts)
+        look = "systemd-cgtop, the unit's journal" if runs_on_host(plan, service) else "docker stats, docker logs"
+        fix = _FIX_MEMORY.format(service=service, host=host, look=look)
+        rules.append(_rule(
+            "DifyServiceMemoryHigh",
+            "max by (host) (container_memory_working_set_bytes%s) >= %s * %d" % (selector, ratio, limit_mb * MIB),
+            "warning", host,
+            "%s on %s uses %s or more of its planned %d MiB memory limit; fix: %s."
+            % (service, host, _percent(ratio), limit_mb, fix),
+            "The plan gives %s on %s %d MiB (plan.hosts.%s.services.%s.memory_mb); past it the kernel kills it."
+            % (service, host, limit_mb, host, service),
+            opts["pending_for"], service))
+        if runs_on_host(plan, service):
+            continue  # a host unit: its OOM kills count in DifyHostOOMKill
+        rules.append(_rule(
+            "DifyServiceOOMKilled",
+            "max by (host) (increase(container_oom_events_total%s[%s])) > 0" % (selector, opts["rate_window"]),
+            "critical", host,
+            "%s on %s was OOM-killed at its planned %d MiB memory limit; fix: %s." % (service, host, limit_mb, fix),
+            "cAdvisor counted an OOM kill in the %s container within %s." % (service, opts["rate_window"]),
+            None, service))
+    return rules
+
+
+def host_oom_rule(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -> Dict[str, Any]:
+    """Any kernel OOM kill on the host (node_exporter), whatever process it hit."""
+    mb = plan["hosts"][host]["host_tuning"]["slice"].get("memory_max_mb")
+    return _rule(
+        "DifyHostOOMKill",
+        "max by (host) (increase(node_vmstat_oom_kill%s[%s])) > 0" % (_selector(host=host), opts["rate_window"]),
+        "critical", host,
+        "The kernel OOM-killed a process on %s (dify.slice MemoryMax %s MiB); fix: find the victim in the "
+        "kernel log (journalctl -k), then raise that service's planned memory or the host's." % (host, mb),
+        "node_vmstat_oom_kill rose within %s." % opts["rate_window"])
+
+
+def postgres_rule(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -> Dict[str, Any]:
+    """Client connections at ``postgres_connections_ratio`` of the planned max_connections."""
+    postgres = plan["hosts"][host]["settings"].get("postgres")
+    if not isinstance(postgres, Mapping) or not isinstance(postgres.get("server"), Mapping):
+        raise ValueError("plan.hosts.%s is a database host without a 'settings.postgres.server' section" % host)
+    maximum = int(_number(postgres["server"], "max_connections", "plan.hosts.%s.settings.postgres.server" % host))
+    ratio = opts["postgres_connections_ratio"]
+    pooler = plan["fleet"].get("postgres_pooler", "none")
+    return _rule(
+        "DifyPostgresConnectionsHigh",
+        "sum by (host) (pg_stat_activity_count%s) >= %s * %d" % (_selector(host=host), ratio, maximum),
+        "warning", host,
+        "db_postgres on %s has %s or more of its planned max_connections %d; fix: look for leaked or idle "
+        "sessions (pg_stat_activity), lower the app hosts' pools (dify_sizing_overrides.settings) or put "
+        "PgBouncer in front (dify_postgres_pooler: pgbouncer; the plan has %s), then re-run the plan."
+        % (host, _percent(ratio), maximum, pooler),
+        "At max_connections Postgres refuses new clients (\"too many clients already\").",
+        opts["pending_for"], "db_postgres")
+
+
+def redis_rules(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """Redis memory at ``redis_memory_ratio`` of the planned maxmemory, any eviction, and each
+    Celery queue growing for ``celery_backlog_window``."""
+    redis = plan["hosts"][host]["settings"].get("redis")
+    if not isinstance(redis, Mapping):
+        raise ValueError("plan.hosts.%s is a redis host without a 'settings.redis' section" % host)
+    maxmemory_mb = int(_number(redis, "maxmemory_mb", "plan.hosts.%s.settings.redis" % host))
+    ratio = opts["redis_memory_ratio"]
+    policy = redis.get("maxmemory_policy", "?")
+    fix = ("raise dify_sizing_overrides.services.redis.memory_mb on %s (maxmemory follows it) or find the "
+           "keys that grow (redis-cli --bigkeys)" % host)
+    db = "db%d" % opts["celery_broker_db"]
+    queues = _selector(host=host, db=db, key__re="|".join(opts["celery_queues"]))
+    window = opts["celery_backlog_window"]
+    workers = ", ".join(n for n, h in plan["hosts"].items() if "worker" in h["services"]) or "none"
+    return [
+        _rule("DifyRedisMemoryHigh",
+              "max by (host) (redis_memory_used_bytes%s) >= %s * %d" % (_selector(host=host), ratio, maxmemory_mb * MIB),
+              "warning", host,
+              "redis on %s uses %s or more of its planned maxmemory %d MiB (%s); fix: %s."
+              % (host, _percent(ratio), maxmemory_mb, policy, fix),
+              "At maxmemory Redis evicts (policy %s) or refuses writes." % policy,
+              opts["pending_for"], "redis"),
+        _rule("DifyRedisEvictions",
+              "max by (host) (increase(redis_evicted_keys_total%s[%s])) > 0" % (_selector(host=host), opts["rate_window"]),
+              "warning", host,
+              "redis on %s evicted keys at its planned maxmemory %d MiB (%s); fix: %s." % (host, maxmemory_mb, policy, fix),
+              "%s evicts only keys with a TTL, never Celery's queues; cached data is being dropped." % policy,
+              None, "redis"),
+        _rule("DifyCeleryBacklogGrowing",
+              "min by (host, key) (min_over_time(redis_key_size%s[%s])) > 0 and max by (host, key) (delta(redis_key_size%s[%s])) > 0"
+              % (queues, window, queues, window),
+              "warning", host,
+              "Celery queue {{ $labels.key }} on %s has not drained and grew for %s; fix: check the workers on %s "
+              "(docker logs worker), raise dify_sizing_overrides.settings.celery_workers or add app hosts."
+              % (host, window, workers),
+              "redis_key_size of the queue list in Redis %s (redis_exporter --check-single-keys)." % db,
+              None, "worker"),
+    ]
+
+
+def gateway_rules(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """The api routes' 5xx share and their latency quantile, at the gateway."""
+    requests, latency = opts["gateway_requests_metric"], opts["gateway_latency_metric"]
+    window, ratio = opts["rate_window"], opts["api_error_ratio"]
+    quantile, seconds = opts["api_latency_quantile"], opts["api_latency_seconds"]
+    routes = ", ".join(plan["fleet"].get("gateway_routes", {}).get("api", [])) or "the api routes"
+    api_hosts = ", ".join(n for n, h in plan["hosts"].items() if "api" in h["services"]) or "the app hosts"
+    errors = _selector(host=host, route="api", status__re="5..")
+    every = _selector(host=host, route="api")
+    return [
+        _rule("DifyApiErrorRate",
+              "sum by (host) (rate(%s%s[%s])) / sum by (host) (rate(%s%s[%s])) >= %s"
+              % (requests, errors, window, requests, every, window, ratio),
+              "critical", host,
+              "%s or more of the api requests through %s (%s) failed with 5xx; fix: read the api logs on %s, "
+              "check Postgres connections and Redis, and the api's memory against its planned limit."
+              % (_percent(ratio), host, routes, api_hosts),
+              "%s{route=\"api\",status=~\"5..\"} over all api requests, over %s." % (requests, window),
+              opts["pending_for"], "api"),
+        _rule("DifyApiLatencyP99",
+              "histogram_quantile(%s, sum by (host, le) (rate(%s_bucket%s[%s]))) >= %s"
+              % (quantile, latency, every, window, seconds),
+              "warning", host,
+              "The p%g latency of the api routes through %s is %gs or more; fix: check the api's CPU and memory "
+              "against the plan, Postgres connections and the model provider; streaming replies count with their "
+              "full duration." % (quantile * 100, host, seconds),
+              "histogram_quantile over %s_bucket{route=\"api\"}, over %s." % (latency, window),
+              opts["pending_for"], "api"),
+    ]
+
+
+def gpu_rule(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -> Dict[str, Any]:
+    """GPU memory at ``gpu_memory_ratio``; refused when the plan's own vLLM share reaches it."""
+    inference = plan["hosts"][host]["settings"].get("inference") or {}
+    ratio = opts["gpu_memory_ratio"]
+    share = inference.get("gpu_memory_utilization")
+    if isinstance(share, (int, float)) and share >= ratio:
+        raise ValueError("options.gpu_memory_ratio %s is at or below the plan's gpu_memory_utilization %s on %s: the "
+                         "alert would always fire" % (ratio, share, host))
+    sel = _selector(host=host)
+    if opts["gpu_exporter"] == "dcgm":
+        used = "max by (host) (DCGM_FI_DEV_FB_USED%s / (DCGM_FI_DEV_FB_USED%s + DCGM_FI_DEV_FB_FREE%s))" % (sel, sel, sel)
+    else:
+        used = "max by (host) (nvidia_smi_memory_used_bytes%s / nvidia_smi_memory_total_bytes%s)" % (sel, sel)
+    return _rule(
+        "DifyGpuMemoryHigh", "%s >= %s" % (used, ratio), "warning", host,
+        "A GPU of %s has %s or more of its memory in use (the plan gives %s %s, %s of each GPU, %s MiB of VRAM); "
+        "fix: look for a second process on the GPU (nvidia-smi) or lower the model's context or concurrency."
+        % (host, _percent(ratio), inference.get("engine", "inference"), inference.get("model", "?"),
+           share if share is not None else "?", inference.get("vram_budget_mib", "?")),
+        "GPU memory used over total, from the %s exporter." % opts["gpu_exporter"],
+        opts["pending_for"], "inference")
+
+
+def slice_rule(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -> Dict[str, Any]:
+    """The stack's slice at ``slice_memory_ratio`` of its planned MemoryHigh (systemd throttles there)."""
+    slice_plan = plan["hosts"][host]["host_tuning"]["slice"]
+    high = int(_number(slice_plan, "memory_high_mb", "plan.hosts.%s.host_tuning.slice" % host))
+    name = slice_plan.get("name", "dify.slice")
+    ratio = opts["slice_memory_ratio"]
+    return _rule(
+        "DifySliceMemoryHigh",
+        "max by (host) (container_memory_working_set_bytes%s) >= %s * %d"
+        % (_selector(host=host, id=opts["slice_cgroup"]), ratio, high * MIB),
+        "warning", host,
+        "%s on %s is at %s of its planned MemoryHigh %d MiB (MemoryMax %s MiB): every container is being "
+        "throttled; fix: find the service that grows (DifyServiceMemoryHigh), or give the host more memory and re-plan."
+        % (name, host, _percent(ratio), high, slice_plan.get("memory_max_mb", "?")),
+        "Working set of the whole slice; above MemoryHigh systemd reclaims and throttles.",
+        opts["pending_for"])
+
+
+def host_rules(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """Every alert of one host, in a fixed order."""
+    roles = exporter_hosts(plan)
+    rules = memory_rules(plan, host, opts) + [host_oom_rule(plan, host, opts), slice_rule(plan, host, opts)]
+    if host in roles["postgres"]:
+        rules.append(postgres_rule(plan, host, opts))
+    if host in roles["redis"]:
+        rules.extend(redis_rules(plan, host, opts))
+    if host in roles["nginx"]:
+        rules.extend(gateway_rules(plan, host, opts))
+    if host in roles["gpu"]:
+        rules.append(gpu_rule(plan, host, opts))
+    return rules
+
+
+def alert_rules(plan: Any, options: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """A Prometheus rules document ``{"groups": [...]}``: one group per host (``difyops-dify-<host>``)
+    with every alert whose threshold the plan sets for that host."""
+    plan = checked_plan(plan)
+    opts = checked_options(options)
+    return {"groups": [{"name": "difyops-dify-%s" % host, "rules": host_rules(plan, host, opts)}
+                       for host in plan["hosts"]]}
+
+
+__all__ = ("scrape_targets", "alert_rules", "redis_check_single_keys", "checked_plan", "checked_options",
+                          "host_port", "DEFAULTS", "DIFY_CELERY_QUEUES")
