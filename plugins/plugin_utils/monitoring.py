@@ -537,4 +537,4 @@ def alert_rules(plan: Any, options: Optional[Mapping[str, Any]] = None) -> Dict[
 
 
 __all__ = ("scrape_targets", "alert_rules", "redis_check_single_keys", "checked_plan", "checked_options",
-                          "host_port", "DEFAULTS", "DIFY_CELERY_QUEUES")
+           "host_port", "DEFAULTS", "DIFY_CELERY_QUEUES")
