@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the podman test hosts (cached) and run molecule scenarios with the podman driver.
 # usage: tools/molecule.sh [SCENARIO ...]   (default: every scenario under molecule/)
-# Every scenario: two lanes at once, each scenario after the other within its lane - the fleet
+# With no scenario named, every scenario runs, in two lanes at once (one scenario after the other in each) - the fleet
 # scenarios (default, stack: many hosts, most of the time) in one, the others in the second - so
 # that their waits (apt, image loads, health checks) overlap. Their output is prefixed with the lane.
 # DIFYOPS_MOLECULE_LANES=1, or naming scenarios, runs them one after the other.
