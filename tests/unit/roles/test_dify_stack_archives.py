@@ -9,15 +9,15 @@ instead of failing before the report."""
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import stat
-import subprocess
 import sys
 
 import pytest
 import yaml
+
+from playbook_runner import run_playbook
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 TASKS = REPO / "roles" / "dify_stack" / "tasks"
@@ -61,18 +61,7 @@ def _run(tmp_path, check=False, fail=False):
                                      "dify_stack_image_archives": [str(controller)],
                                      "dify_stack_image_archives_on_host": [str(on_host)],
                                      "dify_stack_image_archive_dir": str(work / "images")}}}}
-    (work / "hosts.yml").write_text(yaml.safe_dump(hosts), encoding="utf-8")
-    (work / "play.yml").write_text(yaml.safe_dump(play, sort_keys=False), encoding="utf-8")
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(REPO / ".cache/collections"),
-               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CALLBACK_RESULT_FORMAT="json",
-               ANSIBLE_LOCAL_TEMP=str(work / "tmp"), ANSIBLE_HOME=str(work / "home"))
-    cmd = [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "-i", str(work / "hosts.yml"), str(work / "play.yml")]
-    proc = subprocess.run(cmd + (["--check"] if check else []), env=env, cwd=work, capture_output=True, text=True,
-                          timeout=300, check=False)
-    try:
-        report = json.loads(proc.stdout)
-    except ValueError:
-        pytest.fail("ansible-playbook printed no JSON (rc %d): %s %s" % (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:]))
+    proc, report = run_playbook(work, hosts, play, check)
     assert proc.returncode == 0, proc.stdout[-3000:]
     log = work / "docker.log"
     return work, report["stats"]["h"], log.read_text(encoding="utf-8").splitlines() if log.exists() else [], report

@@ -8,19 +8,15 @@ file is written. The upstreams and endpoints come from a computed split-fleet pl
 
 from __future__ import annotations
 
-import json
-import os
-import pathlib
 import re
-import subprocess
 import sys
 
 import pytest
-import yaml
 
 from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
+from playbook_runner import run_playbook
+
 
 PLAN = plan_fleet([
     {"name": "gw", "vcpus": 2, "memory_mb": 4000, "components": ["gateway"], "address": "10.0.0.1"},
@@ -59,17 +55,7 @@ def run_fixture(tmp_path_factory):
                        "nginx_gateway_stack_conf_path": str(tmp_path / name / "nginx" / "nginx.conf")}
     playbook = [{"name": "Drain", "hosts": "all", "gather_facts": False,
                  "roles": [{"role": "difyops.dify.nginx_gateway"}]}]
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}), encoding="utf-8")
-    (tmp_path / "play.yml").write_text(yaml.safe_dump(playbook, sort_keys=False), encoding="utf-8")
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(REPO / ".cache/collections"),
-               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CALLBACK_RESULT_FORMAT="json",
-               ANSIBLE_FACT_CACHING="memory", ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"), ANSIBLE_HOME=str(tmp_path / "home"))
-    cmd = [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml")]
-    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
-    try:
-        report = json.loads(proc.stdout)
-    except ValueError:
-        pytest.fail("ansible-playbook printed no JSON (rc %d): %s %s" % (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:]))
+    _proc, report = run_playbook(tmp_path, {"all": {"hosts": hosts}}, playbook)
     failures = {host: result.get("msg", "") for task in report["plays"][0]["tasks"]
                 for host, result in task["hosts"].items() if result.get("failed")}
     return tmp_path, failures

@@ -10,14 +10,13 @@ register. report.yml only sets facts, prints and fails: nothing is run on any ho
 
 from __future__ import annotations
 
-import json
-import os
 import pathlib
-import subprocess
 import sys
 
 import pytest
 import yaml
+
+from playbook_runner import run_playbook
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 FAIL_TASK = "Fail when the stack was asked to start and did not"
@@ -73,19 +72,7 @@ def _run(tmp_path: pathlib.Path, cases: dict, check: bool) -> dict:
                     "_dify_stack_bundle": BUNDLE, "_dify_stack_docker": DOCKER_OK, "_dify_stack_missing": []}
         hostvars.update(overrides)
         hosts[name] = hostvars
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}), encoding="utf-8")
-    (tmp_path / "play.yml").write_text(yaml.safe_dump(PLAYBOOK, sort_keys=False), encoding="utf-8")
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(REPO / ".cache/collections"),
-               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CALLBACK_RESULT_FORMAT="json",
-               ANSIBLE_FACT_CACHING="memory", ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"), ANSIBLE_HOME=str(tmp_path / "home"))
-    cmd = [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml")]
-    if check:
-        cmd.append("--check")
-    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
-    try:
-        report = json.loads(proc.stdout)
-    except ValueError:
-        pytest.fail("ansible-playbook printed no JSON (rc %d): %s %s" % (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:]))
+    proc, report = run_playbook(tmp_path, {"all": {"hosts": hosts}}, PLAYBOOK, check)
     tasks = {task["task"]["name"].split(" : ", 1)[-1]: task["hosts"] for task in report["plays"][0]["tasks"]}
     assert STATUS_TASK in tasks and FAIL_TASK in tasks, "report.yml ran no status or no failure task: %s" % list(tasks)
     expect_failure = any(case[2] is not None for case in cases.values())
