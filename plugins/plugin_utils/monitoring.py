@@ -9,9 +9,13 @@ template. The exporters are those a Debian 13 host can install, or the upstream 
 packages none:
 
 - ``node`` (9100, every host): node_exporter, package ``prometheus-node-exporter``.
-- ``cadvisor`` (8080, every host: every Dify host runs Docker): cAdvisor, the upstream image, since
-  Debian 13 packages none (packages.debian.org lists cadvisor for bullseye only). On a split fleet's
-  gateway and database hosts it also reads the cgroups of the host's own nginx and PostgreSQL units.
+- container metrics (every host), by ``container_exporter``:
+
+  - ``textfile`` (the default): the collection's cgroup collector (``roles/monitoring/files/
+    difyops_cgroup_metrics.py``) writes cAdvisor's metric names and labels for the stack's slice,
+    its Docker containers and the host's own units into node_exporter's textfile directory: they
+    are scraped with the ``node`` job and need no image (Debian 13 packages no cAdvisor).
+  - ``cadvisor``: cAdvisor (8080), the upstream image, scraped as a job of its own.
 - ``postgres`` (9187, hosts with ``database``): postgres_exporter, ``prometheus-postgres-exporter``.
 - ``redis`` (9121, hosts with ``redis``): redis_exporter, ``prometheus-redis-exporter``, run with
   ``--check-single-keys`` = :func:`redis_check_single_keys`.
@@ -27,7 +31,7 @@ comma-joined); the rules select on ``host``.
 
 What each alert reads (metric names as the exporters publish them):
 
-- ``DifyServiceMemoryHigh`` (one per planned service per host): cAdvisor
+- ``DifyServiceMemoryHigh`` (one per planned service per host): the container metrics
   ``container_memory_working_set_bytes`` of the Compose service (``container_label_com_docker_compose_service``
   and ``..._project``), or of the systemd unit's cgroup (``id``) for the services a split fleet runs on
   the host itself (nginx, db_postgres); threshold ``memory_ratio`` x the plan's ``memory_mb``.
@@ -107,6 +111,7 @@ DEFAULTS: Dict[str, Any] = {
     "host_service_cgroups": {},
     "slice_cgroup": "/dify.slice",
     "gpu_exporter": "dcgm",
+    "container_exporter": "textfile",
     "gateway_requests_metric": "dify_gateway_requests_total",
     "gateway_latency_metric": "dify_gateway_request_duration_seconds",
 }
@@ -115,6 +120,9 @@ RATIOS = ("memory_ratio", "postgres_connections_ratio", "redis_memory_ratio", "g
 DURATIONS = ("pending_for", "rate_window", "celery_backlog_window")
 METRIC_NAMES = ("gateway_requests_metric", "gateway_latency_metric")
 GPU_EXPORTERS = ("dcgm", "nvml")
+CONTAINER_EXPORTERS = ("textfile", "cadvisor")
+# Where the gateway's nginx answers stub_status for its exporter (role nginx_gateway).
+DEFAULT_STUB_STATUS_URI = "http://127.0.0.1:8081/stub_status"
 
 _DURATION = re.compile(r"^[0-9]+(ms|s|m|h|d|w|y)$")
 _QUEUE = re.compile(r"^[A-Za-z0-9_:-]+$")
@@ -214,6 +222,9 @@ def checked_options(options: Any = None) -> Dict[str, Any]:
         raise ValueError("options.celery_broker_db must be a Redis database number from 0 to 15, got %r" % (db,))
     if opts["gpu_exporter"] not in GPU_EXPORTERS:
         raise ValueError("options.gpu_exporter must be one of %s, got %r" % (", ".join(GPU_EXPORTERS), opts["gpu_exporter"]))
+    if opts["container_exporter"] not in CONTAINER_EXPORTERS:
+        raise ValueError("options.container_exporter must be one of %s, got %r"
+                         % (", ".join(CONTAINER_EXPORTERS), opts["container_exporter"]))
     cgroups = dict(DEFAULT_HOST_SERVICE_CGROUPS)
     cgroups.update({str(k): str(v) for k, v in _mapping(opts["host_service_cgroups"], "options.host_service_cgroups").items()})
     opts["host_service_cgroups"] = cgroups
@@ -244,14 +255,15 @@ def _has(host: Mapping[str, Any], component: str) -> bool:
     return component in host["components"]
 
 
-def exporter_hosts(plan: Mapping[str, Any]) -> Dict[str, List[str]]:
-    """The hosts each exporter kind runs on, by name, in the plan's order."""
+def exporter_hosts(plan: Mapping[str, Any], container_exporter: str = "textfile") -> Dict[str, List[str]]:
+    """The hosts each exporter kind runs on, by name, in the plan's order. With the ``textfile``
+    container exporter the container metrics come with ``node`` and ``cadvisor`` has no host."""
     hosts = plan["hosts"]
     every = list(hosts)
     gateways = [n for n in every if _has(hosts[n], "gateway")]
     return {
         "node": every,
-        "cadvisor": every,
+        "cadvisor": every if container_exporter == "cadvisor" else [],
         "postgres": [n for n in every if _has(hosts[n], "database")],
         "redis": [n for n in every if _has(hosts[n], "redis")],
         "nginx": gateways,
@@ -280,7 +292,41 @@ def scrape_targets(plan: Any, options: Optional[Mapping[str, Any]] = None) -> Di
     opts = checked_options(options)
     hosts = plan["hosts"]
     return {kind: [_static_config(name, hosts[name], opts["ports"][kind]) for name in names]
-            for kind, names in exporter_hosts(plan).items()}
+            for kind, names in exporter_hosts(plan, opts["container_exporter"]).items()}
+
+
+def _listen(host: Mapping[str, Any], port: int) -> Dict[str, Any]:
+    # A host planned without an address (a single node) has its exporters listen on every address.
+    address = str(host.get("address") or "").strip("[]")
+    return {"port": port, "address": address, "listen": host_port(address, port) if address else ":%d" % port}
+
+
+def host_exporters(plan: Any, host: str, options: Optional[Mapping[str, Any]] = None,
+                   redis_port: int = 6379) -> Dict[str, Dict[str, Any]]:
+    """What the monitoring role installs on one host: per exporter kind the host runs, its port,
+    address and ``listen`` (``address:port``; the host's planned address, so that only its network
+    sees it, or every address, ``:port``, for a host planned without one), plus what the
+    kind needs: redis the Redis URL (``redis_url``) and ``--check-single-keys``, nginx the stub_status URI,
+    containers how they are collected."""
+    plan = checked_plan(plan)
+    opts = checked_options(options)
+    if host not in plan["hosts"]:
+        raise ValueError("%s is not a host of the plan (plan.hosts has %s)" % (host, ", ".join(plan["hosts"])))
+    host_plan = plan["hosts"][host]
+    exporters: Dict[str, Dict[str, Any]] = {}
+    for kind, names in exporter_hosts(plan, opts["container_exporter"]).items():
+        if host in names:
+            exporters[kind] = _listen(host_plan, opts["ports"][kind])
+    if "redis" in exporters:
+        address = host_plan.get("address") or "127.0.0.1"
+        exporters["redis"].update(redis_url="redis://%s" % host_port(str(address), redis_port),
+                                  check_single_keys=redis_check_single_keys(opts))
+    if "nginx" in exporters:
+        exporters["nginx"]["scrape_uri"] = DEFAULT_STUB_STATUS_URI
+    if "gpu" in exporters:
+        exporters["gpu"]["exporter"] = opts["gpu_exporter"]
+    exporters["node"]["containers"] = opts["container_exporter"]
+    return exporters
 
 
 # --- alert rules --------------------------------------------------------------------------------
@@ -514,7 +560,7 @@ def slice_rule(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -> D
 
 def host_rules(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -> List[Dict[str, Any]]:
     """Every alert of one host, in a fixed order."""
-    roles = exporter_hosts(plan)
+    roles = exporter_hosts(plan, opts["container_exporter"])
     rules = memory_rules(plan, host, opts) + [host_oom_rule(plan, host, opts), slice_rule(plan, host, opts)]
     if host in roles["postgres"]:
         rules.append(postgres_rule(plan, host, opts))
@@ -536,5 +582,5 @@ def alert_rules(plan: Any, options: Optional[Mapping[str, Any]] = None) -> Dict[
                        for host in plan["hosts"]]}
 
 
-__all__ = ("scrape_targets", "alert_rules", "redis_check_single_keys", "checked_plan", "checked_options",
+__all__ = ("scrape_targets", "alert_rules", "host_exporters", "redis_check_single_keys", "checked_plan", "checked_options",
            "host_port", "DEFAULTS", "DIFY_CELERY_QUEUES")

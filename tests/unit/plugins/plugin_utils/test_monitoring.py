@@ -154,12 +154,43 @@ def test_nvml_reads_nvidia_smi_metrics_on_its_own_port():
 def test_scrape_targets_cover_every_exporter_where_its_component_runs():
     targets = scrape_targets(PLANS["split"])
     by_kind = {kind: {c["labels"]["host"]: c["targets"] for c in configs} for kind, configs in targets.items()}
-    assert set(by_kind["node"]) == set(by_kind["cadvisor"]) == set(PLANS["split"]["hosts"])
+    assert set(by_kind["node"]) == set(PLANS["split"]["hosts"]) and targets["cadvisor"] == []
     assert by_kind["postgres"] == {"data": ["10.0.0.4:9187"]} and by_kind["redis"] == {"data": ["10.0.0.4:9121"]}
     assert by_kind["nginx"] == {"gw": ["10.0.0.1:9113"]} and by_kind["gateway_log"] == {"gw": ["10.0.0.1:3903"]}
     assert by_kind["gpu"] == {"gpu": ["10.0.0.5:9400"]}
     assert by_kind["node"]["app2"] == ["[2001:db8::3]:9100"]
     assert targets["node"][3]["labels"] == {"host": "data", "role": "database,redis,vector_store"}
+
+
+def test_cadvisor_is_a_job_of_its_own_on_every_host_when_chosen():
+    targets = scrape_targets(PLANS["split"], {"container_exporter": "cadvisor"})
+    assert [c["labels"]["host"] for c in targets["cadvisor"]] == list(PLANS["split"]["hosts"])
+    assert targets["cadvisor"][0]["targets"] == ["10.0.0.1:8080"]
+
+
+def test_each_host_is_told_its_exporters_listening_on_its_planned_address():
+    plan = PLANS["split"]
+    data = monitoring.host_exporters(plan, "data")
+    assert set(data) == {"node", "postgres", "redis"}
+    assert data["postgres"] == {"port": 9187, "address": "10.0.0.4", "listen": "10.0.0.4:9187"}
+    assert data["redis"]["redis_url"] == "redis://10.0.0.4:6379" and data["redis"]["listen"] == "10.0.0.4:9121"
+    assert data["redis"]["check_single_keys"] == redis_check_single_keys()
+    assert data["node"] == {"port": 9100, "address": "10.0.0.4", "listen": "10.0.0.4:9100", "containers": "textfile"}
+    gateway = monitoring.host_exporters(plan, "gw")
+    assert set(gateway) == {"node", "nginx", "gateway_log"}
+    assert gateway["nginx"]["scrape_uri"] == "http://127.0.0.1:8081/stub_status"
+    assert monitoring.host_exporters(plan, "app2")["node"]["listen"] == "[2001:db8::3]:9100"
+    assert monitoring.host_exporters(plan, "app2")["node"]["address"] == "2001:db8::3"
+    assert monitoring.host_exporters(plan, "gpu", {"gpu_exporter": "nvml"})["gpu"] == {
+        "port": 9835, "address": "10.0.0.5", "listen": "10.0.0.5:9835", "exporter": "nvml"}
+    assert set(monitoring.host_exporters(plan, "app1", {"container_exporter": "cadvisor"})) == {"node", "cadvisor"}
+
+
+def test_a_host_the_plan_lacks_or_an_unknown_container_exporter_is_refused():
+    with pytest.raises(ValueError, match="nowhere is not a host of the plan"):
+        monitoring.host_exporters(PLANS["split"], "nowhere")
+    with pytest.raises(ValueError, match="options.container_exporter must be one of textfile, cadvisor"):
+        monitoring.host_exporters(PLANS["split"], "gw", {"container_exporter": "podman"})
 
 
 def test_ports_are_options_and_a_single_node_has_every_job_on_one_address():
