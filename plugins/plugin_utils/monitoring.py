@@ -27,7 +27,9 @@ packages none:
   where DCGM cannot run.
 
 Every target carries the labels ``host`` (inventory name) and ``role`` (the host's components,
-comma-joined); the rules select on ``host``.
+comma-joined); the rules select on ``host``. The expressions and planned numbers the rules compare are
+built by the functions under "expressions and planned numbers", which ``monitoring_dashboard.py``
+graphs too.
 
 What each alert reads (metric names as the exporters publish them):
 
@@ -382,6 +384,96 @@ def service_memory_selector(plan: Mapping[str, Any], host: str, service: str, op
                      container_label_com_docker_compose_service=service)
 
 
+# --- expressions and planned numbers (shared by the rules and the dashboard) -----------------------
+
+
+def service_working_set(plan: Mapping[str, Any], host: str, service: str, opts: Mapping[str, Any]) -> str:
+    """cAdvisor's working set of one planned service, in bytes (DifyServiceMemoryHigh's left side)."""
+    return "max by (host) (container_memory_working_set_bytes%s)" % service_memory_selector(plan, host, service, opts)
+
+
+def slice_working_set(host: str, opts: Mapping[str, Any]) -> str:
+    """cAdvisor's working set of the stack's slice, in bytes (DifySliceMemoryHigh's left side)."""
+    return "max by (host) (container_memory_working_set_bytes%s)" % _selector(host=host, id=opts["slice_cgroup"])
+
+
+def postgres_connections(host: str) -> str:
+    """Postgres client connections, summed over databases and states."""
+    return "sum by (host) (pg_stat_activity_count%s)" % _selector(host=host)
+
+
+def redis_memory_used(host: str) -> str:
+    """Redis's used memory, in bytes."""
+    return "max by (host) (redis_memory_used_bytes%s)" % _selector(host=host)
+
+
+def celery_queue_selector(host: str, opts: Mapping[str, Any]) -> str:
+    """redis_exporter's selector of the Celery queue lengths (``redis_key_size``)."""
+    return _selector(host=host, db="db%d" % opts["celery_broker_db"], key__re="|".join(opts["celery_queues"]))
+
+
+def api_error_share(host: str, opts: Mapping[str, Any]) -> str:
+    """The api routes' share of 5xx answers at the gateway, over ``rate_window``."""
+    requests, window = opts["gateway_requests_metric"], opts["rate_window"]
+    return "sum by (host) (rate(%s%s[%s])) / sum by (host) (rate(%s%s[%s]))" % (
+        requests, _selector(host=host, route="api", status__re="5.."), window, requests, _selector(host=host, route="api"), window)
+
+
+def api_latency(host: str, opts: Mapping[str, Any]) -> str:
+    """The api routes' ``api_latency_quantile`` latency at the gateway, in seconds."""
+    return "histogram_quantile(%s, sum by (host, le) (rate(%s_bucket%s[%s])))" % (
+        opts["api_latency_quantile"], opts["gateway_latency_metric"], _selector(host=host, route="api"), opts["rate_window"])
+
+
+def gpu_memory_used(host: str, opts: Mapping[str, Any]) -> str:
+    """The fullest GPU's memory in use over its total, from the ``gpu_exporter`` in use."""
+    sel = _selector(host=host)
+    if opts["gpu_exporter"] == "dcgm":
+        return "max by (host) (DCGM_FI_DEV_FB_USED%s / (DCGM_FI_DEV_FB_USED%s + DCGM_FI_DEV_FB_FREE%s))" % (sel, sel, sel)
+    return "max by (host) (nvidia_smi_memory_used_bytes%s / nvidia_smi_memory_total_bytes%s)" % (sel, sel)
+
+
+def planned_max_connections(plan: Mapping[str, Any], host: str) -> int:
+    """The database host's planned Postgres ``max_connections``."""
+    postgres = plan["hosts"][host]["settings"].get("postgres")
+    if not isinstance(postgres, Mapping) or not isinstance(postgres.get("server"), Mapping):
+        raise ValueError("plan.hosts.%s is a database host without a 'settings.postgres.server' section" % host)
+    return int(_number(postgres["server"], "max_connections", "plan.hosts.%s.settings.postgres.server" % host))
+
+
+def planned_redis(plan: Mapping[str, Any], host: str) -> Mapping[str, Any]:
+    """The redis host's planned Redis settings."""
+    redis = plan["hosts"][host]["settings"].get("redis")
+    if not isinstance(redis, Mapping):
+        raise ValueError("plan.hosts.%s is a redis host without a 'settings.redis' section" % host)
+    return redis
+
+
+def planned_maxmemory_mb(plan: Mapping[str, Any], host: str) -> int:
+    """The redis host's planned ``maxmemory``, in MiB."""
+    return int(_number(planned_redis(plan, host), "maxmemory_mb", "plan.hosts.%s.settings.redis" % host))
+
+
+def planned_memory_high_mb(plan: Mapping[str, Any], host: str) -> int:
+    """The host's planned ``MemoryHigh`` of the stack's slice, in MiB."""
+    return int(_number(plan["hosts"][host]["host_tuning"]["slice"], "memory_high_mb", "plan.hosts.%s.host_tuning.slice" % host))
+
+
+def planned_gpu_share(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -> Optional[float]:
+    """The share of each GPU the plan gives the inference engine (vLLM's ``gpu_memory_utilization``), if
+    planned; refused when ``gpu_memory_ratio`` is at or below it (the alert would always fire)."""
+    inference = plan["hosts"][host]["settings"].get("inference") or {}
+    ratio = opts["gpu_memory_ratio"]
+    share = inference.get("gpu_memory_utilization")
+    if isinstance(share, (int, float)) and share >= ratio:
+        raise ValueError("options.gpu_memory_ratio %s is at or below the plan's gpu_memory_utilization %s on %s: the "
+                         "alert would always fire" % (ratio, share, host))
+    return share
+
+
+# --- alert rules of each kind ------------------------------------------------------------------
+
+
 def memory_rules(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -> List[Dict[str, Any]]:
     """Per planned service: working set at ``memory_ratio`` of the plan's memory_mb, and (for
     containers) any OOM kill."""
@@ -394,7 +486,7 @@ def memory_rules(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) ->
         fix = _FIX_MEMORY.format(service=service, host=host, look=look)
         rules.append(_rule(
             "DifyServiceMemoryHigh",
-            "max by (host) (container_memory_working_set_bytes%s) >= %s * %d" % (selector, ratio, limit_mb * MIB),
+            "%s >= %s * %d" % (service_working_set(plan, host, service, opts), ratio, limit_mb * MIB),
             "warning", host,
             "%s on %s uses %s or more of its planned %d MiB memory limit; fix: %s."
             % (service, host, _percent(ratio), limit_mb, fix),
@@ -427,15 +519,12 @@ def host_oom_rule(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -
 
 def postgres_rule(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -> Dict[str, Any]:
     """Client connections at ``postgres_connections_ratio`` of the planned max_connections."""
-    postgres = plan["hosts"][host]["settings"].get("postgres")
-    if not isinstance(postgres, Mapping) or not isinstance(postgres.get("server"), Mapping):
-        raise ValueError("plan.hosts.%s is a database host without a 'settings.postgres.server' section" % host)
-    maximum = int(_number(postgres["server"], "max_connections", "plan.hosts.%s.settings.postgres.server" % host))
+    maximum = planned_max_connections(plan, host)
     ratio = opts["postgres_connections_ratio"]
     pooler = plan["fleet"].get("postgres_pooler", "none")
     return _rule(
         "DifyPostgresConnectionsHigh",
-        "sum by (host) (pg_stat_activity_count%s) >= %s * %d" % (_selector(host=host), ratio, maximum),
+        "%s >= %s * %d" % (postgres_connections(host), ratio, maximum),
         "warning", host,
         "db_postgres on %s has %s or more of its planned max_connections %d; fix: look for leaked or idle "
         "sessions (pg_stat_activity), lower the app hosts' pools (dify_sizing_overrides.settings) or put "
@@ -448,21 +537,19 @@ def postgres_rule(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -
 def redis_rules(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -> List[Dict[str, Any]]:
     """Redis memory at ``redis_memory_ratio`` of the planned maxmemory, any eviction, and each
     Celery queue growing for ``celery_backlog_window``."""
-    redis = plan["hosts"][host]["settings"].get("redis")
-    if not isinstance(redis, Mapping):
-        raise ValueError("plan.hosts.%s is a redis host without a 'settings.redis' section" % host)
-    maxmemory_mb = int(_number(redis, "maxmemory_mb", "plan.hosts.%s.settings.redis" % host))
+    redis = planned_redis(plan, host)
+    maxmemory_mb = planned_maxmemory_mb(plan, host)
     ratio = opts["redis_memory_ratio"]
     policy = redis.get("maxmemory_policy", "?")
     fix = ("raise dify_sizing_overrides.services.redis.memory_mb on %s (maxmemory follows it) or find the "
            "keys that grow (redis-cli --bigkeys)" % host)
     db = "db%d" % opts["celery_broker_db"]
-    queues = _selector(host=host, db=db, key__re="|".join(opts["celery_queues"]))
+    queues = celery_queue_selector(host, opts)
     window = opts["celery_backlog_window"]
     workers = ", ".join(n for n, h in plan["hosts"].items() if "worker" in h["services"]) or "none"
     return [
         _rule("DifyRedisMemoryHigh",
-              "max by (host) (redis_memory_used_bytes%s) >= %s * %d" % (_selector(host=host), ratio, maxmemory_mb * MIB),
+              "%s >= %s * %d" % (redis_memory_used(host), ratio, maxmemory_mb * MIB),
               "warning", host,
               "redis on %s uses %s or more of its planned maxmemory %d MiB (%s); fix: %s."
               % (host, _percent(ratio), maxmemory_mb, policy, fix),
@@ -493,12 +580,9 @@ def gateway_rules(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -
     quantile, seconds = opts["api_latency_quantile"], opts["api_latency_seconds"]
     routes = ", ".join(plan["fleet"].get("gateway_routes", {}).get("api", [])) or "the api routes"
     api_hosts = ", ".join(n for n, h in plan["hosts"].items() if "api" in h["services"]) or "the app hosts"
-    errors = _selector(host=host, route="api", status__re="5..")
-    every = _selector(host=host, route="api")
     return [
         _rule("DifyApiErrorRate",
-              "sum by (host) (rate(%s%s[%s])) / sum by (host) (rate(%s%s[%s])) >= %s"
-              % (requests, errors, window, requests, every, window, ratio),
+              "%s >= %s" % (api_error_share(host, opts), ratio),
               "critical", host,
               "%s or more of the api requests through %s (%s) failed with 5xx; fix: read the api logs on %s, "
               "check Postgres connections and Redis, and the api's memory against its planned limit."
@@ -506,8 +590,7 @@ def gateway_rules(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -
               "%s{route=\"api\",status=~\"5..\"} over all api requests, over %s." % (requests, window),
               opts["pending_for"], "api"),
         _rule("DifyApiLatencyP99",
-              "histogram_quantile(%s, sum by (host, le) (rate(%s_bucket%s[%s]))) >= %s"
-              % (quantile, latency, every, window, seconds),
+              "%s >= %s" % (api_latency(host, opts), seconds),
               "warning", host,
               "The p%g latency of the api routes through %s is %gs or more; fix: check the api's CPU and memory "
               "against the plan, Postgres connections and the model provider; streaming replies count with their "
@@ -521,17 +604,9 @@ def gpu_rule(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -> Dic
     """GPU memory at ``gpu_memory_ratio``; refused when the plan's own vLLM share reaches it."""
     inference = plan["hosts"][host]["settings"].get("inference") or {}
     ratio = opts["gpu_memory_ratio"]
-    share = inference.get("gpu_memory_utilization")
-    if isinstance(share, (int, float)) and share >= ratio:
-        raise ValueError("options.gpu_memory_ratio %s is at or below the plan's gpu_memory_utilization %s on %s: the "
-                         "alert would always fire" % (ratio, share, host))
-    sel = _selector(host=host)
-    if opts["gpu_exporter"] == "dcgm":
-        used = "max by (host) (DCGM_FI_DEV_FB_USED%s / (DCGM_FI_DEV_FB_USED%s + DCGM_FI_DEV_FB_FREE%s))" % (sel, sel, sel)
-    else:
-        used = "max by (host) (nvidia_smi_memory_used_bytes%s / nvidia_smi_memory_total_bytes%s)" % (sel, sel)
+    share = planned_gpu_share(plan, host, opts)
     return _rule(
-        "DifyGpuMemoryHigh", "%s >= %s" % (used, ratio), "warning", host,
+        "DifyGpuMemoryHigh", "%s >= %s" % (gpu_memory_used(host, opts), ratio), "warning", host,
         "A GPU of %s has %s or more of its memory in use (the plan gives %s %s, %s of each GPU, %s MiB of VRAM); "
         "fix: look for a second process on the GPU (nvidia-smi) or lower the model's context or concurrency."
         % (host, _percent(ratio), inference.get("engine", "inference"), inference.get("model", "?"),
@@ -543,13 +618,12 @@ def gpu_rule(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -> Dic
 def slice_rule(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -> Dict[str, Any]:
     """The stack's slice at ``slice_memory_ratio`` of its planned MemoryHigh (systemd throttles there)."""
     slice_plan = plan["hosts"][host]["host_tuning"]["slice"]
-    high = int(_number(slice_plan, "memory_high_mb", "plan.hosts.%s.host_tuning.slice" % host))
+    high = planned_memory_high_mb(plan, host)
     name = slice_plan.get("name", "dify.slice")
     ratio = opts["slice_memory_ratio"]
     return _rule(
         "DifySliceMemoryHigh",
-        "max by (host) (container_memory_working_set_bytes%s) >= %s * %d"
-        % (_selector(host=host, id=opts["slice_cgroup"]), ratio, high * MIB),
+        "%s >= %s * %d" % (slice_working_set(host, opts), ratio, high * MIB),
         "warning", host,
         "%s on %s is at %s of its planned MemoryHigh %d MiB (MemoryMax %s MiB): every container is being "
         "throttled; fix: find the service that grows (DifyServiceMemoryHigh), or give the host more memory and re-plan."
