@@ -259,15 +259,21 @@ def _has(host: Mapping[str, Any], component: str) -> bool:
 
 def exporter_hosts(plan: Mapping[str, Any], container_exporter: str = "textfile") -> Dict[str, List[str]]:
     """The hosts each exporter kind runs on, by name, in the plan's order. With the ``textfile``
-    container exporter the container metrics come with ``node`` and ``cadvisor`` has no host."""
+    container exporter the container metrics come with ``node`` and ``cadvisor`` has no host.
+
+    A single node runs PostgreSQL, Redis and nginx inside the stack, on its private network with no
+    port published, where an exporter on the host cannot reach them: there ``postgres``, ``redis``,
+    ``nginx`` and ``gateway_log`` have no host (and so no target, alert or panel); the containers'
+    memory and OOM kills are watched all the same."""
     hosts = plan["hosts"]
     every = list(hosts)
-    gateways = [n for n in every if _has(hosts[n], "gateway")]
+    edge = [] if _single_node(plan) else every
+    gateways = [n for n in edge if _has(hosts[n], "gateway")]
     return {
         "node": every,
         "cadvisor": every if container_exporter == "cadvisor" else [],
-        "postgres": [n for n in every if _has(hosts[n], "database")],
-        "redis": [n for n in every if _has(hosts[n], "redis")],
+        "postgres": [n for n in edge if _has(hosts[n], "database")],
+        "redis": [n for n in edge if _has(hosts[n], "redis")],
         "nginx": gateways,
         "gateway_log": gateways,
         "gpu": [n for n in every if _has(hosts[n], "gpu_inference")],
