@@ -208,7 +208,7 @@ def conf_of(rendered, name):
 def locations(conf):
     """{location: its body} of the gateway's server blocks (not the status server's)."""
     conf = re.sub(r"\n    server \{\n        listen 127\.0\.0\.1:.*?\n    \}\n", "\n", conf, flags=re.S)
-    return {path: body for path, body in re.findall(r"location (?:= )?(\S+) \{(.*?)\n *\}", conf, re.S)}
+    return dict(re.findall(r"location (?:= )?(\S+) \{(.*?)\n *\}", conf, re.S))
 
 
 def test_every_proxied_location_names_its_route(rendered):
@@ -295,7 +295,7 @@ def test_nginx_writes_what_mtail_counts(rendered, tmp_path):
     proc = subprocess.Popen(nginx, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # pylint: disable=consider-using-with
     try:
         gateway = "http://127.0.0.1:%d" % PORTS["gateway"]
-        for _ in range(100):
+        for _attempt in range(100):
             try:
                 if get(gateway + "/healthz")[0] == 200:
                     break
@@ -313,7 +313,7 @@ def test_nginx_writes_what_mtail_counts(rendered, tmp_path):
             get(gateway + "/signin"),
             get(gateway + "/files/fail"),
         ]
-        assert [status for status, _ in answers] == [200, 200, 500, 200, 200, 200, 200, 500], answers
+        assert [status for status, _body in answers] == [200, 200, 500, 200, 200, 200, 200, 500], answers
         status, body = get("http://127.0.0.1:%d/stub_status" % PORTS["status"])
         assert status == 200 and body.startswith("Active connections:"), body
         assert get("http://127.0.0.1:%d/" % PORTS["status"])[0] == 404

@@ -70,7 +70,7 @@ def rows(dashboard: Mapping[str, Any]) -> List[Tuple[Dict[str, Any], List[Dict[s
 
 
 def by_host(plan: Mapping[str, Any], dashboard: Mapping[str, Any]) -> Dict[str, List[Dict[str, Any]]]:
-    return {host: panels for host, (_, panels) in zip(plan["hosts"], rows(dashboard))}
+    return {host: panels for host, (_row, panels) in zip(plan["hosts"], rows(dashboard))}
 
 
 def titled(panels: List[Dict[str, Any]], title: str) -> Dict[str, Any]:
@@ -117,7 +117,7 @@ def planned(plan: Mapping[str, Any], host: str) -> List[str]:
 def test_one_expanded_row_per_host_in_the_plans_order(name):
     plan = PLANS[name]
     found = rows(grafana_dashboard(plan))
-    assert [r["title"] for r, _ in found] == ["%s (%s)" % (h, ", ".join(p["components"])) for h, p in plan["hosts"].items()]
+    assert [r["title"] for r, _panels in found] == ["%s (%s)" % (h, ", ".join(p["components"])) for h, p in plan["hosts"].items()]
     for row, panels in found:
         assert row["collapsed"] is False and row["panels"] == [] and row["gridPos"]["w"] == 24
         assert panels and all(p["type"] == "timeseries" for p in panels)
@@ -200,11 +200,11 @@ def test_memory_thresholds_are_the_plans_limits(name, options):
         assert services["fieldConfig"]["defaults"]["unit"] == "percentunit"
         queries = divided(services)
         assert list(queries) == planned(plan, host)
-        for service, (_, divisor) in queries.items():
+        for service, (_expr, divisor) in queries.items():
             assert divisor == plan["hosts"][host]["services"][service]["memory_mb"] * MIB
         slice_panel = titled(panels, "dify.slice memory / MemoryHigh")
         assert steps(slice_panel) == [opts["slice_memory_ratio"], 1]
-        assert [d for _, d in divided(slice_panel).values()] == [plan["hosts"][host]["host_tuning"]["slice"]["memory_high_mb"] * MIB]
+        assert [d for _expr, d in divided(slice_panel).values()] == [plan["hosts"][host]["host_tuning"]["slice"]["memory_high_mb"] * MIB]
 
 
 @pytest.mark.parametrize("options", [{}, CUSTOM], ids=["defaults", "custom"])
@@ -217,7 +217,7 @@ def test_data_gateway_and_gpu_thresholds_are_the_plans_and_the_options(options):
     assert steps(titled(panels["data"], "Postgres connections")) == [opts["postgres_connections_ratio"] * maximum, maximum]
     redis = titled(panels["data"], "Redis memory / maxmemory")
     assert steps(redis) == [opts["redis_memory_ratio"], 1]
-    assert [d for _, d in divided(redis).values()] == [data["redis"]["maxmemory_mb"] * MIB]
+    assert [d for _expr, d in divided(redis).values()] == [data["redis"]["maxmemory_mb"] * MIB]
     assert steps(titled(panels["gw"], "API 5xx share")) == [opts["api_error_ratio"]]
     latency = titled(panels["gw"], "API latency p%g" % (opts["api_latency_quantile"] * 100))
     assert steps(latency) == [opts["api_latency_seconds"]]
