@@ -12,7 +12,10 @@ still boot the legacy hierarchy):
 - container_memory_usage_bytes: memory.current [memory.usage_in_bytes];
 - container_spec_memory_limit_bytes: memory.max, 0 when unlimited as cAdvisor reports
   [memory.limit_in_bytes];
-- container_oom_events_total: memory.events' oom_kill [memory.oom_control's oom_kill];
+- container_oom_events_total: the kernel's OOM kills of the cgroup's tasks, counted from the
+  kernel log (/dev/kmsg, as cAdvisor counts them) since the collector started, or memory.events'
+  oom_kill [memory.oom_control's oom_kill] where that is higher. The log is what sees a container
+  killed at its limit: Docker restarts it in a new cgroup, whose own counter starts from zero;
 - container_cpu_usage_seconds_total: cpu.stat's usage_usec [cpuacct.usage, in nanoseconds].
 
 One series per cgroup under each --cgroup root (the stack's dify.slice and its Docker containers,
@@ -28,6 +31,7 @@ standard library only: it runs on the host's python3.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import re
@@ -111,6 +115,51 @@ def cgroup_values_v1(root: str, cgroup: str) -> Optional[Dict[str, float]]:
     }
 
 
+_OOM_KILL = re.compile(r"oom-kill:.*?\btask_memcg=([^,\s]+)")
+
+
+class OomWatch:
+    """OOM kills the kernel logs (``oom-kill:... task_memcg=<cgroup>``), counted per cgroup of the
+    killed task, from the log's end when the collector starts. The kernel names the cgroup from
+    the hierarchy's true root; a host in a container sees a suffix of it."""
+
+    def __init__(self, path: str) -> None:
+        self.counts: Dict[str, int] = {}
+        self.pending = b""
+        try:
+            self.fd: Optional[int] = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            os.lseek(self.fd, 0, os.SEEK_END)
+        except OSError:
+            self.fd = None
+
+    def poll(self) -> None:
+        """Read what the kernel logged since the last poll (one record per read on /dev/kmsg)."""
+        while self.fd is not None:
+            try:
+                record = os.read(self.fd, 16384)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno == errno.EPIPE:  # records overwritten before they were read
+                    continue
+                return
+            if not record:
+                return
+            lines = (self.pending + record).split(b"\n")
+            self.pending = lines.pop()
+            for line in lines:
+                match = _OOM_KILL.search(line.decode("utf-8", "replace"))
+                if match:
+                    self.counts[match.group(1)] = self.counts.get(match.group(1), 0) + 1
+
+    def kills(self, cgroup: str) -> int:
+        """Kills logged for ``cgroup`` (a path from the visible root), whatever prefix the kernel saw."""
+        if cgroup == "/":
+            return 0
+        # ``cgroup`` starts with "/", so a suffix match is a match of whole path components.
+        return sum(n for path, n in self.counts.items() if path.endswith(cgroup))
+
+
 def docker_labels(docker_dir: str, container_id: str) -> Dict[str, str]:
     """The container's name and Compose labels from Docker's record; empty when it has none."""
     text = read_text(os.path.join(docker_dir, container_id, "config.v2.json"))
@@ -139,7 +188,7 @@ def unified(root: str) -> bool:
     return os.path.exists(os.path.join(root, "cgroup.controllers"))
 
 
-def collect(root: str, starts: Sequence[str], docker_dir: str) -> List[Sample]:
+def collect(root: str, starts: Sequence[str], docker_dir: str, oom: Optional[OomWatch] = None) -> List[Sample]:
     """Every cgroup's labels and values, in a stable order."""
     samples: List[Sample] = []
     seen = set()
@@ -151,6 +200,8 @@ def collect(root: str, starts: Sequence[str], docker_dir: str) -> List[Sample]:
             if cgroup in seen or values is None:
                 continue
             seen.add(cgroup)
+            if oom is not None:
+                values["container_oom_events_total"] = max(values["container_oom_events_total"], oom.kills(cgroup))
             labels = {"id": cgroup}
             match = _CONTAINER.match(cgroup.rsplit("/", 1)[-1])
             if match:
@@ -195,6 +246,7 @@ def arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--cgroup", action="append", dest="cgroups",
                         help="a cgroup to report with everything below it (repeatable); default /dify.slice and /system.slice")
     parser.add_argument("--docker-dir", default="/var/lib/docker/containers", help="Docker's container records")
+    parser.add_argument("--kmsg", default="/dev/kmsg", help="the kernel log, for OOM kills")
     parser.add_argument("--output", default="/var/lib/prometheus/node-exporter/difyops_cgroups.prom")
     parser.add_argument("--interval", type=float, default=15.0, help="seconds between two writes")
     parser.add_argument("--once", action="store_true", help="write once and exit")
@@ -207,8 +259,10 @@ def main(argv: Sequence[str]) -> int:
     if not unified(args.root) and not os.path.isdir(os.path.join(args.root, "memory")):
         sys.stderr.write("%s has neither cgroup v2 (cgroup.controllers) nor a v1 memory controller\n" % args.root)
         return 1
+    oom = OomWatch(args.kmsg)
     while True:
-        write_atomically(args.output, render(collect(args.root, starts, args.docker_dir)))
+        oom.poll()
+        write_atomically(args.output, render(collect(args.root, starts, args.docker_dir, oom)))
         if args.once:
             return 0
         time.sleep(args.interval)

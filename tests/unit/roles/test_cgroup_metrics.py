@@ -128,3 +128,34 @@ def test_promtool_accepts_the_exposition(tmp_path):
     text = run(root, tmp_path)
     done = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_oom_kills_in_the_kernel_log_count_for_the_killed_tasks_cgroup(tmp_path):
+    # A container killed at its limit is restarted by Docker in a new cgroup whose counter is zero:
+    # only the kernel's log still tells. The collector reads it from its end, as on /dev/kmsg.
+    root = tmp_path / "cgroup"
+    v2_tree(root)
+    docker_record(tmp_path / "docker")
+    kmsg = tmp_path / "kmsg"
+    kmsg.write_text("6,1,1,-;an older kill: oom-kill:constraint=CONSTRAINT_MEMCG,task_memcg=/dify.slice/docker-%s.scope,task=x\n" % CONTAINER,
+                    encoding="ascii")
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import difyops_cgroup_metrics as collector  # pylint: disable=import-outside-toplevel
+    finally:
+        sys.path.pop(0)
+    watch = collector.OomWatch(str(kmsg))
+    (root / "dify.slice" / ("docker-%s.scope" % CONTAINER) / "memory.events").write_text("oom_kill 0\n", encoding="ascii")
+    with open(kmsg, "a", encoding="ascii") as log:
+        for _kill in range(2):
+            log.write("3,9,9,-;oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),oom_memcg=/libpod_parent/libpod-1/dify.slice/"
+                      "docker-%s.scope,task_memcg=/libpod_parent/libpod-1/dify.slice/docker-%s.scope,task=python3,pid=7\n"
+                      % (CONTAINER, CONTAINER))
+        log.write("6,10,10,-;Memory cgroup out of memory: Killed process 7 (python3)\n")
+    watch.poll()
+    found = {labels["id"]: values["container_oom_events_total"]
+             for labels, values in collector.collect(str(root), ["/dify.slice", "/system.slice"], str(tmp_path / "docker"), watch)}
+    assert found["/dify.slice/docker-%s.scope" % CONTAINER] == 2, "the kills before the collector started are not counted"
+    assert found["/dify.slice"] == 2, "the slice's own counter (memory.events) stays where it is higher"
+    assert found["/system.slice/nginx.service"] == 0
+    assert collector.OomWatch(str(tmp_path / "absent")).kills("/dify.slice") == 0
