@@ -20,8 +20,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, ".cache", "collections"))
 
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.errors import PlanError  # noqa: E402
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet  # noqa: E402
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.errors import PlanError  # noqa: E402
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet  # noqa: E402
 
 FULL = ["gateway", "app", "database", "redis", "vector_store"]
 SPLIT = [["gateway"], ["app"], ["database", "redis"], ["vector_store"]]

@@ -1,6 +1,6 @@
 # Copyright: difyops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Generate plugins/module_utils/stack/reference_<version>.py from the upstream reference tables
+"""Generate plugins/plugin_utils/stack/reference_<version>.py from the upstream reference tables
 in ../shared/reference/dify-<version>/ (names and images only; no default values are copied, except
 the upstream default secrets, which are kept so that rendered files can be checked against them).
 
@@ -85,7 +85,7 @@ def main() -> int:
         if match and SECRET_NAMES.search(row[1]) and len(match.group(1)) >= 6:
             secrets.add(match.group(1))
 
-    out = ROOT / "plugins" / "module_utils" / "stack" / ("reference_%s.py" % version.replace(".", "_"))
+    out = ROOT / "plugins" / "plugin_utils" / "stack" / ("reference_%s.py" % version.replace(".", "_"))
     lines = [
         "# -*- coding: utf-8 -*-",
         "# Copyright: difyops contributors",

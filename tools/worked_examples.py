@@ -11,8 +11,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache", "collections"))
 
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet  # noqa: E402
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.report import host_markdown  # noqa: E402
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet  # noqa: E402
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.report import host_markdown  # noqa: E402
 
 FULL = ["gateway", "app", "database", "redis", "vector_store"]
 H100 = {"name": "NVIDIA H100 80GB HBM3", "memory_total_mib": 81559, "compute_capability": "9.0"}

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import yaml
 from ansible.errors import AnsibleFilterError
-from ansible_collections.difyops.dify.plugins.module_utils.stack import backup
+from ansible_collections.difyops.dify.plugins.plugin_utils.stack import backup
 from ansible_collections.difyops.dify.plugins.plugin_utils.values import plain as _plain
 
 

@@ -10,9 +10,9 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.basic import missing_required_lib
-from ansible_collections.difyops.dify.plugins.module_utils.stack import versions
-from ansible_collections.difyops.dify.plugins.module_utils.stack.compose import VERSION_FIELD, StackError, bundle
-from ansible_collections.difyops.dify.plugins.module_utils.stack.moves import plan_data_moves as _plan_data_moves
+from ansible_collections.difyops.dify.plugins.plugin_utils.stack import versions
+from ansible_collections.difyops.dify.plugins.plugin_utils.stack.compose import VERSION_FIELD, StackError, bundle
+from ansible_collections.difyops.dify.plugins.plugin_utils.stack.moves import plan_data_moves as _plan_data_moves
 from ansible_collections.difyops.dify.plugins.plugin_utils.upgrade import upgrade_steps
 from ansible_collections.difyops.dify.plugins.plugin_utils.values import plain as _plain
 

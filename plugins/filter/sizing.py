@@ -11,11 +11,11 @@ from typing import Any, Dict, List, Mapping
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.difyops.dify.plugins.module_utils.disk_inventory import slowest_kind
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.catalog import COMPONENTS
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.errors import PlanError
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.host import DISK_KINDS
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.report import fleet_summary, reports
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.catalog import COMPONENTS
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.errors import PlanError
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.host import DISK_KINDS
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.report import fleet_summary, reports
 
 
 def _address(hv: Mapping[str, Any]) -> Any:

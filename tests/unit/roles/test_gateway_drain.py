@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
 
 from playbook_runner import run_playbook
 

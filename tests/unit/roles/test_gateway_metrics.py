@@ -32,7 +32,7 @@ import urllib.request
 
 import pytest
 
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
 
 from playbook_runner import REPO, run_playbook
 

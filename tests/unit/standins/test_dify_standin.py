@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from ansible_collections.difyops.dify.plugins.filter.compose import compose_project
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 SPEC = importlib.util.spec_from_file_location("dify_standin", REPO / "tests" / "standins" / "dify" / "dify_standin.py")

@@ -12,7 +12,7 @@ import pathlib
 import yaml
 
 from ansible_collections.difyops.dify.plugins.filter.secrets import env_values, secrets_in_use
-from ansible_collections.difyops.dify.plugins.module_utils.stack.compose import DATA_DIRS
+from ansible_collections.difyops.dify.plugins.plugin_utils.stack.compose import DATA_DIRS
 
 REPO = pathlib.Path(__file__).resolve().parents[4]
 NAMES = ["SECRET_KEY", "DB_PASSWORD"]

@@ -20,7 +20,7 @@ import pytest
 from ansible_collections.difyops.dify.plugins.module_utils.bounded import CallTimeout, bounded, run_bounded
 from ansible_collections.difyops.dify.plugins.module_utils.gpu_inventory import (
     cpu_list_from_masks, describe_gpus, parse_cpu_list, parse_nvidia_smi, snake_case, sysfs_bus_id)
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.gpu import usable_gpus
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.gpu import usable_gpus
 
 GIB = 1024 ** 3
 

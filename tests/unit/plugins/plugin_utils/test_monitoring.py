@@ -19,7 +19,7 @@ import yaml
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.difyops.dify.plugins.filter.monitoring import FilterModule
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
 from ansible_collections.difyops.dify.plugins.plugin_utils import monitoring
 from ansible_collections.difyops.dify.plugins.plugin_utils.monitoring import (
     DEFAULTS, MIB, alert_rules, checked_options, redis_check_single_keys, scrape_targets)

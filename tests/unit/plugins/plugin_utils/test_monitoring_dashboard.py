@@ -18,7 +18,7 @@ import yaml
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.difyops.dify.plugins.filter.monitoring import FilterModule
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
 from ansible_collections.difyops.dify.plugins.plugin_utils.monitoring import MIB, alert_rules, checked_options
 from ansible_collections.difyops.dify.plugins.plugin_utils.monitoring_dashboard import grafana_dashboard
 

@@ -11,7 +11,7 @@ import pytest
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.difyops.dify.plugins.filter.compose import dify_upgrade
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
 from ansible_collections.difyops.dify.plugins.plugin_utils.upgrade import upgrade_steps
 
 

@@ -10,10 +10,10 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ansible_collections.difyops.dify.plugins.module_utils.sizing import validate
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.errors import PlanError
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.host import OVERRIDABLE_SETTINGS
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing import validate
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.errors import PlanError
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.host import OVERRIDABLE_SETTINGS
 
 from sizing_helpers import FULL_NODE, ROOT, host
 

@@ -14,8 +14,8 @@ import pytest
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.difyops.dify.plugins.filter.compose import compose_project
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
-from ansible_collections.difyops.dify.plugins.module_utils.stack import compose, versions
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
+from ansible_collections.difyops.dify.plugins.plugin_utils.stack import compose, versions
 
 REPO = pathlib.Path(__file__).resolve().parents[5]
 TEMPLATES = REPO / "roles" / "dify_stack" / "templates"

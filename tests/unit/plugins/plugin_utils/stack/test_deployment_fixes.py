@@ -16,9 +16,9 @@ import yaml
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.difyops.dify.plugins.filter.compose import compose_project, compose_schema_errors
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.gpu import MODEL_TIERS, QUANTIZATIONS, plan_inference, weights_source
-from ansible_collections.difyops.dify.plugins.module_utils.stack import compose
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.gpu import MODEL_TIERS, QUANTIZATIONS, plan_inference, weights_source
+from ansible_collections.difyops.dify.plugins.plugin_utils.stack import compose
 
 REPO = pathlib.Path(__file__).resolve().parents[5]
 TEMPLATES = REPO / "roles" / "dify_stack" / "templates"
@@ -222,7 +222,7 @@ def test_containers_never_get_more_open_files_than_the_host_grants(limit, soft, 
 
 
 def test_an_unusable_open_files_limit_is_refused_with_the_host():
-    from ansible_collections.difyops.dify.plugins.module_utils.sizing.errors import PlanError
+    from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.errors import PlanError
     with pytest.raises(PlanError, match="host 'one': dify_open_files_limit must be an integer"):
         plan_fleet([{"name": "one", "vcpus": 4, "memory_mb": 16000, "components": ALL, "open_files_limit": "lots"}], {})
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.catalog import DIFY_UPLOAD_LIMITS_MB
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.catalog import DIFY_UPLOAD_LIMITS_MB
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
 
 from sizing_helpers import host, pg_kb
 

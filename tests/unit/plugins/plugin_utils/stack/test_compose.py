@@ -15,8 +15,8 @@ import yaml
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.difyops.dify.plugins.filter.compose import compose_project, compose_schema_errors
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
-from ansible_collections.difyops.dify.plugins.module_utils.stack import compose, reference_1_13_3
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
+from ansible_collections.difyops.dify.plugins.plugin_utils.stack import compose, reference_1_13_3
 
 REPO = pathlib.Path(__file__).resolve().parents[5]
 SHARED = REPO.parent / "shared" / "reference"

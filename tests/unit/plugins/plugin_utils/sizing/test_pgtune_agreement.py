@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Tuple
 
 import pytest
 
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.postgres import (
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.postgres import (
     MEMORY_PARAMETERS, PostgresMemoryError, autovacuum_settings, format_kb, host_provides_huge_pages, pgtune_web, postgres_settings,
     render, smallest, worst_case_kb)
 

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from ansible_collections.difyops.dify.plugins.filter.compose import compose_project
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
-from ansible_collections.difyops.dify.plugins.module_utils.stack import firewall
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
+from ansible_collections.difyops.dify.plugins.plugin_utils.stack import firewall
 
 S3 = {"object_storage": {"endpoint": "https://s3.example", "bucket": "dify"}}
 

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from ansible.errors import AnsibleFilterError
 from ansible_collections.difyops.dify.plugins.filter import backup as backup_filter
 from ansible_collections.difyops.dify.plugins.filter.compose import compose_project
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
-from ansible_collections.difyops.dify.plugins.module_utils.stack import backup
-from ansible_collections.difyops.dify.plugins.module_utils.stack.compose import DATA_DIRS
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
+from ansible_collections.difyops.dify.plugins.plugin_utils.stack import backup
+from ansible_collections.difyops.dify.plugins.plugin_utils.stack.compose import DATA_DIRS
 
 REPO = pathlib.Path(__file__).resolve().parents[5]
 ALL = ["gateway", "app", "database", "redis", "vector_store"]

@@ -10,8 +10,8 @@ import json
 import pathlib
 
 from ansible_collections.difyops.dify.plugins.filter.compose import compose_project, compose_schema_errors
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
-from ansible_collections.difyops.dify.plugins.module_utils.stack import compose
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
+from ansible_collections.difyops.dify.plugins.plugin_utils.stack import compose
 
 REPO = pathlib.Path(__file__).resolve().parents[5]
 SCHEMA = json.loads((REPO / "roles" / "dify_stack" / "files" / "compose-spec.json").read_text(encoding="utf-8"))

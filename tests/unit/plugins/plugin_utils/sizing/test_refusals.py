@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.errors import PlanError
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.errors import PlanError
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
 
 from sizing_helpers import host
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.gpu import plan_inference, usable_gpus
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.report import memory_svg, reports
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.gpu import plan_inference, usable_gpus
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.report import memory_svg, reports
 
 from sizing_helpers import host
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ansible_collections.difyops.dify.plugins.module_utils.sizing import postgres
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.postgres import (
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing import postgres
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.postgres import (
     STACK_POSTGRES_VERSIONS, PostgresMemoryError, format_kb, host_provides_huge_pages, pgtune_web, postgres_settings,
     size_kb, worst_case_kb)
-from ansible_collections.difyops.dify.plugins.module_utils.stack import reference_1_13_3
+from ansible_collections.difyops.dify.plugins.plugin_utils.stack import reference_1_13_3
 
 from sizing_helpers import host
 

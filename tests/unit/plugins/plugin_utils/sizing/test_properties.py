@@ -7,11 +7,11 @@ import math
 
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.catalog import DIFY_MIN_MEMORY_MB, DIFY_UPLOAD_LIMITS_MB
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.errors import PlanError
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import POSTGRES_DIRECT_MAX_CONNECTIONS, plan_fleet
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.host import os_reserve_mb, service_floor_mb, Counts
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.postgres import worst_case_kb
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.catalog import DIFY_MIN_MEMORY_MB, DIFY_UPLOAD_LIMITS_MB
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.errors import PlanError
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import POSTGRES_DIRECT_MAX_CONNECTIONS, plan_fleet
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.host import os_reserve_mb, service_floor_mb, Counts
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.postgres import worst_case_kb
 
 from sizing_helpers import pg_kb
 

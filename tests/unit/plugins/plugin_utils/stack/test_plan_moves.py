@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.difyops.dify.plugins.filter.compose import plan_data_moves as filter_moves
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
-from ansible_collections.difyops.dify.plugins.module_utils.stack.compose import bundle
-from ansible_collections.difyops.dify.plugins.module_utils.stack.moves import keeps_data, plan_data_moves
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
+from ansible_collections.difyops.dify.plugins.plugin_utils.stack.compose import bundle
+from ansible_collections.difyops.dify.plugins.plugin_utils.stack.moves import keeps_data, plan_data_moves
 
 ALL = ["gateway", "app", "database", "redis", "vector_store"]
 S3 = {"endpoint": "https://s3.example", "bucket": "dify", "path_style": True}

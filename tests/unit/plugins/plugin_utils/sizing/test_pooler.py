@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.difyops.dify.plugins.module_utils.sizing import fleet
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.errors import PlanError
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import (
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing import fleet
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.errors import PlanError
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import (
     POSTGRES_DIRECT_MAX_CONNECTIONS, connection_limit, needs_pooler, pgbouncer_pool_size, plan_fleet)
 
 from sizing_helpers import host

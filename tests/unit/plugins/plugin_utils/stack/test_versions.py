@@ -19,10 +19,10 @@ import yaml
 from ansible.errors import AnsibleFilterError
 from ansible_collections.difyops.dify.plugins.filter.compose import compose_project, compose_schema_errors
 from ansible_collections.difyops.dify.plugins.module_utils.secrets_keeper import Request, decide, new_value
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.catalog import DATA_SERVICES, SERVICE_SPECS
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.errors import PlanError
-from ansible_collections.difyops.dify.plugins.module_utils.sizing.fleet import plan_fleet
-from ansible_collections.difyops.dify.plugins.module_utils.stack import compose, versions
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.catalog import DATA_SERVICES, SERVICE_SPECS
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.errors import PlanError
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
+from ansible_collections.difyops.dify.plugins.plugin_utils.stack import compose, versions
 
 REPO = pathlib.Path(__file__).resolve().parents[5]
 SHARED = REPO.parent / "shared" / "reference"
