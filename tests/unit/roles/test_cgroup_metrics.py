@@ -29,8 +29,8 @@ def write(path: Path, files: Dict[str, str]) -> None:
 
 
 def docker_record(docker: Path) -> None:
-    record = {"Name": "/dify-api-1", "Config": {"Labels": {"com.docker.compose.project": "dify",
-                                                         "com.docker.compose.service": "api", "other": "x"}}}
+    labels = {"com.docker.compose.project": "dify", "com.docker.compose.service": "api", "other": "x"}
+    record = {"Name": "/dify-api-1", "Config": {"Labels": labels}}
     write(docker / CONTAINER, {"config.v2.json": json.dumps(record)})
 
 
