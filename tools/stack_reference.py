@@ -1,11 +1,16 @@
 # Copyright: difyops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Generate plugins/plugin_utils/stack/reference_<version>.py from the upstream reference tables
-in ../shared/reference/dify-<version>/ (names and images only; no default values are copied, except
-the upstream default secrets, which are kept so that rendered files can be checked against them).
+kept in the repository, reference/dify-<version>/ (names and images only; no default values are
+copied, except the upstream default secrets, which are kept so that rendered files can be checked
+against them).
 
     python3 tools/stack_reference.py 1.13.3 [REFERENCE_ROOT]
     python3 tools/stack_reference.py 1.16.1 [REFERENCE_ROOT]
+    python3 tools/stack_reference.py --check 1.13.3   # exit 1 if the committed module differs
+
+The unit tests regenerate every module this way and compare it with the committed one
+(tests/unit/plugins/plugin_utils/stack/test_versions.py).
 
 The generated module records the upstream commit the tables were built from and the sha256 of
 each table it read, so that a regeneration from other data shows in the diff. From 1.14 on,
@@ -55,9 +60,16 @@ def env_file_source(path: str) -> str:
     return "docker/" + path.strip().lstrip("./") + ".example" if path.strip() != "./.env" else "docker/.env.example"
 
 
-def main() -> int:
-    version = sys.argv[1]
-    base = pathlib.Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT.parent / "shared" / "reference"
+REFERENCE_ROOT = ROOT / "reference"
+
+
+def module_path(version: str) -> pathlib.Path:
+    """Where the generated module of a version lives."""
+    return ROOT / "plugins" / "plugin_utils" / "stack" / ("reference_%s.py" % version.replace(".", "_"))
+
+
+def generate(version: str, base: pathlib.Path = REFERENCE_ROOT) -> str:
+    """The text of the reference module of ``version``, from the tables under ``base``."""
     ref = base / ("dify-" + version)
     env = [r for r in rows(ref / "env-defaults.tsv") if r and r[0]]
     service_env = [r for r in rows(ref / "service-env.tsv") if len(r) >= 2]
@@ -85,7 +97,6 @@ def main() -> int:
         if match and SECRET_NAMES.search(row[1]) and len(match.group(1)) >= 6:
             secrets.add(match.group(1))
 
-    out = ROOT / "plugins" / "plugin_utils" / "stack" / ("reference_%s.py" % version.replace(".", "_"))
     lines = [
         "# -*- coding: utf-8 -*-",
         "# Copyright: difyops contributors",
@@ -97,7 +108,7 @@ def main() -> int:
         "",
         "VERSION = %r" % version,
         "UPSTREAM_COMMIT = %r" % UPSTREAM_COMMITS[version],
-        "# sha256 of the reference tables (../shared/reference/dify-%s/) this module was generated from." % version,
+        "# sha256 of the reference tables (reference/dify-%s/) this module was generated from." % version,
         "SOURCE_SHA256 = {",
     ]
     lines += ["    %r: %r," % (t, digests[t]) for t in TABLES]
@@ -137,10 +148,26 @@ def main() -> int:
     lines += ["}", "# Upstream default passwords and keys: nothing rendered may contain one.", "DEFAULT_SECRETS = frozenset(("]
     lines += ["    %r," % s for s in sorted(secrets)]
     lines += ["))", ""]
-    out.write_text("\n".join(lines), encoding="utf-8")
-    print("wrote %s: %d variables, %d services, %d default secrets" % (out.relative_to(ROOT), len(names), len(per_service), len(secrets)))
+    return "\n".join(lines)
+
+
+def main(argv: list) -> int:
+    check = argv[:1] == ["--check"]
+    args = argv[1:] if check else argv
+    if not args:
+        sys.stderr.write(__doc__)
+        return 2
+    version = args[0]
+    text = generate(version, pathlib.Path(args[1]) if len(args) > 1 else REFERENCE_ROOT)
+    out = module_path(version)
+    if check:
+        same = out.read_text(encoding="utf-8") == text
+        print("%s %s its tables" % (out.relative_to(ROOT), "matches" if same else "does NOT match"))
+        return 0 if same else 1
+    out.write_text(text, encoding="utf-8")
+    print("wrote %s" % out.relative_to(ROOT))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 VERSION = '1.13.3'
 UPSTREAM_COMMIT = '0055b983dc32deacc31351c13a555055ffc9b844'
-# sha256 of the reference tables (../shared/reference/dify-1.13.3/) this module was generated from.
+# sha256 of the reference tables (reference/dify-1.13.3/) this module was generated from.
 SOURCE_SHA256 = {
     'env-defaults.tsv': '099bc751504b9d3ebf504f698f54ab6bbc94667b09a5c259558150718517266e',
     'service-env.tsv': '6075f327b2e7ca7588c7833641596012eaf6fe03069f2d66d96456f5999ebf52',

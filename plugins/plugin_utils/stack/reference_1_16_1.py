@@ -8,7 +8,7 @@ from __future__ import annotations
 
 VERSION = '1.16.1'
 UPSTREAM_COMMIT = '59b879d2dfd3957160edecf4d35ac24d1c7032b8'
-# sha256 of the reference tables (../shared/reference/dify-1.16.1/) this module was generated from.
+# sha256 of the reference tables (reference/dify-1.16.1/) this module was generated from.
 SOURCE_SHA256 = {
     'env-defaults.tsv': '1788a8a1be51edba260241b5705b204c3e4bd95044238ea150ed5bb1dc387740',
     'service-env.tsv': '8a86022522304060ce888ff9225963fdfe00884dacb55ac3d2b8394564d9d4b9',

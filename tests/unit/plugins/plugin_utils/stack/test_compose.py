@@ -19,7 +19,7 @@ from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import p
 from ansible_collections.difyops.dify.plugins.plugin_utils.stack import compose, reference_1_13_3
 
 REPO = pathlib.Path(__file__).resolve().parents[5]
-SHARED = REPO.parent / "shared" / "reference"
+TABLES = REPO / "reference"
 SCHEMA = json.loads((REPO / "roles" / "dify_stack" / "files" / "compose-spec.json").read_text(encoding="utf-8"))
 ALL = ["gateway", "app", "database", "redis", "vector_store"]
 # A GPU as difyops.dify.gpu_facts reports it: the stand-in for hardware this machine lacks.
@@ -147,9 +147,8 @@ def test_an_unsupported_version_is_named():
         compose_project(single(), "one", {"version": "0.15.0"})
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="the upstream reference tables are not beside the repository")
 def test_reference_module_matches_the_upstream_tables():
-    with (SHARED / "dify-1.13.3" / "env-defaults.tsv").open(encoding="utf-8", newline="") as handle:
+    with (TABLES / "dify-1.13.3" / "env-defaults.tsv").open(encoding="utf-8", newline="") as handle:
         names = {row[0] for row in csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE) if row and row[0]}
     assert names == set(reference_1_13_3.ENV_NAMES)
 

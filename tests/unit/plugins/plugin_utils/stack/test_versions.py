@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import json
 import pathlib
 
@@ -25,7 +26,7 @@ from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import p
 from ansible_collections.difyops.dify.plugins.plugin_utils.stack import compose, versions
 
 REPO = pathlib.Path(__file__).resolve().parents[5]
-SHARED = REPO.parent / "shared" / "reference"
+TABLES = REPO / "reference"
 SCHEMA = json.loads((REPO / "roles" / "dify_stack" / "files" / "compose-spec.json").read_text(encoding="utf-8"))
 TEMPLATES = REPO / "roles" / "dify_stack" / "templates"
 ALL = ["gateway", "app", "database", "redis", "vector_store"]
@@ -127,11 +128,19 @@ def test_the_roles_copies_of_the_records_are_in_step():
 def test_the_generated_reference_records_the_tables_it_came_from(version):
     ref = versions.record(version).reference
     assert len(ref.UPSTREAM_COMMIT) == 40
-    tables = SHARED / ("dify-" + version)
-    if not tables.is_dir():
-        pytest.skip("the upstream reference tables are not beside the repository")
+    tables = TABLES / ("dify-" + version)
     for name, digest in ref.SOURCE_SHA256.items():
         assert hashlib.sha256((tables / name).read_bytes()).hexdigest() == digest, name
+    assert ref.UPSTREAM_COMMIT in (tables / "SOURCE.txt").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("version", versions.SUPPORTED)
+def test_the_committed_reference_module_is_what_the_tool_makes_of_the_committed_tables(version):
+    spec = importlib.util.spec_from_file_location("stack_reference", REPO / "tools" / "stack_reference.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.generate(version) == tool.module_path(version).read_text(encoding="utf-8"), \
+        "regenerate it: python3 tools/stack_reference.py %s" % version
 
 
 def test_the_default_is_the_lts_line():
