@@ -123,8 +123,6 @@ DURATIONS = ("pending_for", "rate_window", "celery_backlog_window")
 METRIC_NAMES = ("gateway_requests_metric", "gateway_latency_metric")
 GPU_EXPORTERS = ("dcgm", "nvml")
 CONTAINER_EXPORTERS = ("textfile", "cadvisor")
-# Where the gateway's nginx answers stub_status for its exporter (role nginx_gateway).
-DEFAULT_STUB_STATUS_URI = "http://127.0.0.1:8081/stub_status"
 
 _DURATION = re.compile(r"^[0-9]+(ms|s|m|h|d|w|y)$")
 _QUEUE = re.compile(r"^[A-Za-z0-9_:-]+$")
@@ -314,8 +312,8 @@ def host_exporters(plan: Any, host: str, options: Optional[Mapping[str, Any]] = 
     """What the monitoring role installs on one host: per exporter kind the host runs, its port,
     address and ``listen`` (``address:port``; the host's planned address, so that only its network
     sees it, or every address, ``:port``, for a host planned without one), plus what the
-    kind needs: redis the Redis URL (``redis_url``) and ``--check-single-keys``, nginx the stub_status URI,
-    containers how they are collected."""
+    kind needs: redis the Redis URL (``redis_url``) and ``--check-single-keys``, containers how
+    they are collected. (nginx's stub_status is the gateway role's: ``nginx_gateway_status_port``.)"""
     plan = checked_plan(plan)
     opts = checked_options(options)
     if host not in plan["hosts"]:
@@ -329,8 +327,6 @@ def host_exporters(plan: Any, host: str, options: Optional[Mapping[str, Any]] = 
         address = host_plan.get("address") or "127.0.0.1"
         exporters["redis"].update(redis_url="redis://%s" % host_port(str(address), redis_port),
                                   check_single_keys=redis_check_single_keys(opts))
-    if "nginx" in exporters:
-        exporters["nginx"]["scrape_uri"] = DEFAULT_STUB_STATUS_URI
     if "gpu" in exporters:
         exporters["gpu"]["exporter"] = opts["gpu_exporter"]
     exporters["node"]["containers"] = opts["container_exporter"]

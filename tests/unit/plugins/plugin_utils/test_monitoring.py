@@ -157,7 +157,7 @@ def test_each_host_is_told_its_exporters_listening_on_its_planned_address():
     assert data["node"] == {"port": 9100, "address": "10.0.0.4", "listen": "10.0.0.4:9100", "containers": "textfile"}
     gateway = monitoring.host_exporters(plan, "gw")
     assert set(gateway) == {"node", "nginx", "gateway_log"}
-    assert gateway["nginx"]["scrape_uri"] == "http://127.0.0.1:8081/stub_status"
+    assert gateway["nginx"] == {"port": 9113, "address": "10.0.0.1", "listen": "10.0.0.1:9113"}
     assert monitoring.host_exporters(plan, "app2")["node"]["listen"] == "[2001:db8::3]:9100"
     assert monitoring.host_exporters(plan, "app2")["node"]["address"] == "2001:db8::3"
     assert monitoring.host_exporters(plan, "gpu", {"gpu_exporter": "nvml"})["gpu"] == {
