@@ -26,8 +26,8 @@ SOURCES = ["10.0.0.9"]
 CASES = {
     "gw": ({"nginx_gateway_status_port": 0}, ["gw is a gateway", "nginx_gateway_status_port", "is 0"]),
     "data": ({"monitoring_redis_password": ""}, ["monitoring_redis_password on data", "REDIS_PASSWORD"]),
-    "app1": ({"monitoring_scrape_sources": [], "monitoring_servers": []}, ["No address may scrape the exporters of app1",
-                                                                            "dify_monitoring"]),
+    "app1": ({"monitoring_scrape_sources": [], "monitoring_servers": []},
+             ["No address may scrape the exporters of app1", "dify_monitoring"]),
     "stranger": ({}, ["stranger is neither a host of the plan", "monitoring_servers"]),
 }
 
