@@ -22,9 +22,14 @@ packages none:
 - ``nginx`` (9113, gateway hosts): nginx-prometheus-exporter over stub_status,
   ``prometheus-nginx-exporter``.
 - ``gateway_log`` (3903, gateway hosts): mtail over the gateway's access log, package ``mtail``.
-- ``gpu`` (hosts with ``gpu_inference``): NVIDIA's dcgm-exporter on 9400 (NVIDIA's image; Debian has
-  no package); ``gpu_exporter: nvml`` switches to nvidia_gpu_exporter (nvidia-smi, i.e. NVML) on 9835
-  where DCGM cannot run.
+- GPU metrics (hosts with ``gpu_inference``), by ``gpu_exporter``:
+
+  - ``textfile`` (the default): the collection's NVML collector (``roles/monitoring/files/
+    difyops_gpu_metrics.py``, over Debian's ``python3-pynvml``) writes dcgm-exporter's metric names
+    and labels into node_exporter's textfile directory, scraped with the ``node`` job; it adds
+    ``difyops_gpu_nvml_up`` and the counter ``difyops_gpu_xid_errors_total``.
+  - ``dcgm``: NVIDIA's dcgm-exporter (9400; NVIDIA's image, Debian has no package), which the site
+    runs, scraped as the ``gpu`` job.
 
 Every target carries the labels ``host`` (inventory name) and ``role`` (the host's components,
 comma-joined); the rules select on ``host``. The expressions and planned numbers the rules compare are
@@ -56,8 +61,11 @@ What each alert reads (metric names as the exporters publish them):
   ``dify_gateway_request_duration_seconds_bucket{route,le}`` that an mtail program over the gateway's
   access log exports (``route`` is the plan's ``fleet.gateway_routes`` key: api, web or
   plugin_daemon). Both names are options, for a site that exports them otherwise.
-- ``DifyGpuMemoryHigh``: dcgm-exporter ``DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE)``
-  (MiB), or nvidia_gpu_exporter ``nvidia_smi_memory_used_bytes / nvidia_smi_memory_total_bytes``.
+- ``DifyGpuMemoryHigh``: ``DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE)`` (MiB),
+  from either GPU exporter.
+- ``DifyGpuNvmlDown`` and ``DifyGpuXidError`` (``gpu_exporter: textfile``): the collector's
+  ``difyops_gpu_nvml_up`` at 0 (its ``error`` label names NVML's error), and any increase of
+  ``difyops_gpu_xid_errors_total`` (an XID error NVML reported for a GPU).
 - ``DifySliceMemoryHigh``: cAdvisor ``container_memory_working_set_bytes{id="/dify.slice"}`` against
   ``slice_memory_ratio`` x the plan's ``host_tuning.slice.memory_high_mb``.
 """
@@ -83,7 +91,6 @@ DEFAULT_PORTS: Dict[str, int] = {
     "node": 9100, "cadvisor": 8080, "postgres": 9187, "redis": 9121, "nginx": 9113, "gateway_log": 3903,
     "gpu": 9400,
 }
-NVML_EXPORTER_PORT = 9835
 
 # Systemd units of the services a split fleet runs on the host itself (Debian's nginx and
 # postgresql@<version>-<cluster>), as cAdvisor names their cgroups (``id`` label, a regex).
@@ -112,7 +119,7 @@ DEFAULTS: Dict[str, Any] = {
     "compose_project": "dify",
     "host_service_cgroups": {},
     "slice_cgroup": "/dify.slice",
-    "gpu_exporter": "dcgm",
+    "gpu_exporter": "textfile",
     "container_exporter": "textfile",
     "gateway_requests_metric": "dify_gateway_requests_total",
     "gateway_latency_metric": "dify_gateway_request_duration_seconds",
@@ -121,7 +128,7 @@ RATIOS = ("memory_ratio", "postgres_connections_ratio", "redis_memory_ratio", "g
           "slice_memory_ratio", "api_error_ratio", "api_latency_quantile")
 DURATIONS = ("pending_for", "rate_window", "celery_backlog_window")
 METRIC_NAMES = ("gateway_requests_metric", "gateway_latency_metric")
-GPU_EXPORTERS = ("dcgm", "nvml")
+GPU_EXPORTERS = ("textfile", "dcgm")
 CONTAINER_EXPORTERS = ("textfile", "cadvisor")
 
 _DURATION = re.compile(r"^[0-9]+(ms|s|m|h|d|w|y)$")
@@ -230,10 +237,7 @@ def checked_options(options: Any = None) -> Dict[str, Any]:
     opts["host_service_cgroups"] = cgroups
     if not isinstance(opts["slice_cgroup"], str) or not opts["slice_cgroup"].startswith("/"):
         raise ValueError("options.slice_cgroup must be a cgroup path such as /dify.slice, got %r" % (opts["slice_cgroup"],))
-    ports = _ports(opts["ports"])
-    if opts["gpu_exporter"] == "nvml" and "gpu" not in opts["ports"]:
-        ports["gpu"] = NVML_EXPORTER_PORT
-    opts["ports"] = ports
+    opts["ports"] = _ports(opts["ports"])
     return opts
 
 
@@ -255,9 +259,16 @@ def _has(host: Mapping[str, Any], component: str) -> bool:
     return component in host["components"]
 
 
-def exporter_hosts(plan: Mapping[str, Any], container_exporter: str = "textfile") -> Dict[str, List[str]]:
+def gpu_hosts(plan: Mapping[str, Any]) -> List[str]:
+    """The hosts with ``gpu_inference``, whose GPUs are watched, in the plan's order."""
+    return [name for name, host in plan["hosts"].items() if _has(host, "gpu_inference")]
+
+
+def exporter_hosts(plan: Mapping[str, Any], container_exporter: str = "textfile",
+                   gpu_exporter: str = "textfile") -> Dict[str, List[str]]:
     """The hosts each exporter kind runs on, by name, in the plan's order. With the ``textfile``
-    container exporter the container metrics come with ``node`` and ``cadvisor`` has no host.
+    container and GPU exporters those metrics come with ``node``, and ``cadvisor`` and ``gpu`` have
+    no host.
 
     A single node runs PostgreSQL, Redis and nginx inside the stack, on its private network with no
     port published, where an exporter on the host cannot reach them: there ``postgres``, ``redis``,
@@ -274,7 +285,7 @@ def exporter_hosts(plan: Mapping[str, Any], container_exporter: str = "textfile"
         "redis": [n for n in edge if _has(hosts[n], "redis")],
         "nginx": gateways,
         "gateway_log": gateways,
-        "gpu": [n for n in every if _has(hosts[n], "gpu_inference")],
+        "gpu": gpu_hosts(plan) if gpu_exporter == "dcgm" else [],
     }
 
 
@@ -298,7 +309,7 @@ def scrape_targets(plan: Any, options: Optional[Mapping[str, Any]] = None) -> Di
     opts = checked_options(options)
     hosts = plan["hosts"]
     return {kind: [_static_config(name, hosts[name], opts["ports"][kind]) for name in names]
-            for kind, names in exporter_hosts(plan, opts["container_exporter"]).items()}
+            for kind, names in exporter_hosts(plan, opts["container_exporter"], opts["gpu_exporter"]).items()}
 
 
 def _listen(host: Mapping[str, Any], port: int) -> Dict[str, Any]:
@@ -312,15 +323,16 @@ def host_exporters(plan: Any, host: str, options: Optional[Mapping[str, Any]] = 
     """What the monitoring role installs on one host: per exporter kind the host runs, its port,
     address and ``listen`` (``address:port``; the host's planned address, so that only its network
     sees it, or every address, ``:port``, for a host planned without one), plus what the
-    kind needs: redis the Redis URL (``redis_url``) and ``--check-single-keys``, containers how
-    they are collected. (nginx's stub_status is the gateway role's: ``nginx_gateway_status_port``.)"""
+    kind needs: redis the Redis URL (``redis_url``) and ``--check-single-keys``; node how the
+    containers are collected (``containers``) and whether the role's NVML collector runs there
+    (``gpu_collector``). (nginx's stub_status is the gateway role's: ``nginx_gateway_status_port``.)"""
     plan = checked_plan(plan)
     opts = checked_options(options)
     if host not in plan["hosts"]:
         raise ValueError("%s is not a host of the plan (plan.hosts has %s)" % (host, ", ".join(plan["hosts"])))
     host_plan = plan["hosts"][host]
     exporters: Dict[str, Dict[str, Any]] = {}
-    for kind, names in exporter_hosts(plan, opts["container_exporter"]).items():
+    for kind, names in exporter_hosts(plan, opts["container_exporter"], opts["gpu_exporter"]).items():
         if host in names:
             exporters[kind] = _listen(host_plan, opts["ports"][kind])
     if "redis" in exporters:
@@ -330,6 +342,7 @@ def host_exporters(plan: Any, host: str, options: Optional[Mapping[str, Any]] = 
     if "gpu" in exporters:
         exporters["gpu"]["exporter"] = opts["gpu_exporter"]
     exporters["node"]["containers"] = opts["container_exporter"]
+    exporters["node"]["gpu_collector"] = opts["gpu_exporter"] == "textfile" and host in gpu_hosts(plan)
     return exporters
 
 
@@ -427,12 +440,16 @@ def api_latency(host: str, opts: Mapping[str, Any]) -> str:
         opts["api_latency_quantile"], opts["gateway_latency_metric"], _selector(host=host, route="api"), opts["rate_window"])
 
 
-def gpu_memory_used(host: str, opts: Mapping[str, Any]) -> str:
-    """The fullest GPU's memory in use over its total, from the ``gpu_exporter`` in use."""
+def gpu_memory_used(host: str) -> str:
+    """The fullest GPU's memory in use over its total (dcgm-exporter's names, which the role's
+    collector writes too)."""
     sel = _selector(host=host)
-    if opts["gpu_exporter"] == "dcgm":
-        return "max by (host) (DCGM_FI_DEV_FB_USED%s / (DCGM_FI_DEV_FB_USED%s + DCGM_FI_DEV_FB_FREE%s))" % (sel, sel, sel)
-    return "max by (host) (nvidia_smi_memory_used_bytes%s / nvidia_smi_memory_total_bytes%s)" % (sel, sel)
+    return "max by (host) (DCGM_FI_DEV_FB_USED%s / (DCGM_FI_DEV_FB_USED%s + DCGM_FI_DEV_FB_FREE%s))" % (sel, sel, sel)
+
+
+def gpu_xid_errors(host: str, opts: Mapping[str, Any]) -> str:
+    """XID errors per GPU over ``rate_window``, from the role's collector's counter."""
+    return "sum by (host, gpu, UUID) (increase(difyops_gpu_xid_errors_total%s[%s]))" % (_selector(host=host), opts["rate_window"])
 
 
 def planned_max_connections(plan: Mapping[str, Any], host: str) -> int:
@@ -608,13 +625,28 @@ def gpu_rule(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -> Dic
     ratio = opts["gpu_memory_ratio"]
     share = planned_gpu_share(plan, host, opts)
     return _rule(
-        "DifyGpuMemoryHigh", "%s >= %s" % (gpu_memory_used(host, opts), ratio), "warning", host,
+        "DifyGpuMemoryHigh", "%s >= %s" % (gpu_memory_used(host), ratio), "warning", host,
         "A GPU of %s has %s or more of its memory in use (the plan gives %s %s, %s of each GPU, %s MiB of VRAM); "
         "fix: look for a second process on the GPU (nvidia-smi) or lower the model's context or concurrency."
         % (host, _percent(ratio), inference.get("engine", "inference"), inference.get("model", "?"),
            share if share is not None else "?", inference.get("vram_budget_mib", "?")),
         "GPU memory used over total, from the %s exporter." % opts["gpu_exporter"],
         opts["pending_for"], "inference")
+
+
+def gpu_collector_rules(host: str, opts: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """NVML failing, and XID errors, from the role's NVML collector (``gpu_exporter: textfile``)."""
+    return [
+        _rule("DifyGpuNvmlDown", "min by (host, error) (difyops_gpu_nvml_up%s) == 0" % _selector(host=host), "critical", host,
+              "NVML does not answer on %s ({{ $labels.error }}): no GPU figure is read and the inference engine has "
+              "likely lost its GPUs; fix: nvidia-smi on the host; after a driver upgrade (a driver/library version "
+              "mismatch) reboot it." % host,
+              "difyops_gpu_nvml_up of the collection's NVML collector.", opts["pending_for"], "inference"),
+        _rule("DifyGpuXidError", "%s > 0" % gpu_xid_errors(host, opts), "warning", host,
+              "GPU {{ $labels.gpu }} of %s reported an XID error within %s; fix: look the XID up in NVIDIA's XID "
+              "catalogue (DCGM_FI_DEV_XID_ERRORS holds the last one; the kernel log has its details)." % (host, opts["rate_window"]),
+              "increase of difyops_gpu_xid_errors_total over %s." % opts["rate_window"], None, "inference"),
+    ]
 
 
 def slice_rule(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -> Dict[str, Any]:
@@ -636,7 +668,7 @@ def slice_rule(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -> D
 
 def host_rules(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -> List[Dict[str, Any]]:
     """Every alert of one host, in a fixed order."""
-    roles = exporter_hosts(plan, opts["container_exporter"])
+    roles = exporter_hosts(plan, opts["container_exporter"], opts["gpu_exporter"])
     rules = memory_rules(plan, host, opts) + [host_oom_rule(plan, host, opts), slice_rule(plan, host, opts)]
     if host in roles["postgres"]:
         rules.append(postgres_rule(plan, host, opts))
@@ -644,8 +676,10 @@ def host_rules(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -> L
         rules.extend(redis_rules(plan, host, opts))
     if host in roles["nginx"]:
         rules.extend(gateway_rules(plan, host, opts))
-    if host in roles["gpu"]:
+    if host in gpu_hosts(plan):
         rules.append(gpu_rule(plan, host, opts))
+        if opts["gpu_exporter"] == "textfile":
+            rules.extend(gpu_collector_rules(host, opts))
     return rules
 
 

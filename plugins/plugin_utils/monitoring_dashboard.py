@@ -39,11 +39,8 @@ PANEL_WIDTH = 12
 PANEL_HEIGHT = 8
 ROW_HEIGHT = 1
 
-# GPU utilisation per exporter: the metric, its unit in Grafana and the label naming each GPU.
-GPU_UTILISATION: Dict[str, Tuple[str, str, str]] = {
-    "dcgm": ("DCGM_FI_DEV_GPU_UTIL", "percent", "gpu"),
-    "nvml": ("nvidia_smi_utilization_gpu_ratio", "percentunit", "uuid"),
-}
+# GPU utilisation (percent) under dcgm-exporter's name, which the role's NVML collector writes too.
+GPU_UTILISATION = "DCGM_FI_DEV_GPU_UTIL"
 
 Step = Tuple[float, str]  # a threshold: value and colour
 
@@ -186,14 +183,13 @@ def gpu_memory_panel(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]
     return panel("GPU memory used", "The fullest GPU's memory in use over its total (%s exporter); the plan's "
                  "gpu_memory_utilization %s is held by the inference engine by design; DifyGpuMemoryHigh fires at %s."
                  % (opts["gpu_exporter"], share if share is not None else "?", opts["gpu_memory_ratio"]),
-                 "percentunit", [(monitoring.gpu_memory_used(host, opts), "fullest GPU")], steps)
+                 "percentunit", [(monitoring.gpu_memory_used(host), "fullest GPU")], steps)
 
 
 def gpu_utilisation_panel(host: str, opts: Mapping[str, Any]) -> Dict[str, Any]:
     """Each GPU's utilisation (not alerted on)."""
-    metric, unit, label = GPU_UTILISATION[opts["gpu_exporter"]]
-    return panel("GPU utilisation", "%s of each GPU (%s exporter); not alerted on." % (metric, opts["gpu_exporter"]), unit,
-                 [("max by (host, %s) (%s%s)" % (label, metric, monitoring._selector(host=host)), "GPU {{%s}}" % label)])
+    return panel("GPU utilisation", "%s of each GPU (%s exporter); not alerted on." % (GPU_UTILISATION, opts["gpu_exporter"]),
+                 "percent", [("max by (host, gpu) (%s%s)" % (GPU_UTILISATION, monitoring._selector(host=host)), "GPU {{gpu}}")])
 
 
 # --- rows and layout -----------------------------------------------------------------------------
@@ -209,7 +205,7 @@ def host_panels(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -> 
         panels.extend([redis_memory_panel(plan, host, opts), celery_panel(host, opts)])
     if host in roles["gateway_log"]:
         panels.extend([gateway_requests_panel(host, opts), api_errors_panel(host, opts), api_latency_panel(host, opts)])
-    if host in roles["gpu"]:
+    if host in monitoring.gpu_hosts(plan):
         panels.extend([gpu_memory_panel(plan, host, opts), gpu_utilisation_panel(host, opts)])
     return panels
 

@@ -124,10 +124,21 @@ def test_another_compose_project_is_selected():
     assert 'container_label_com_docker_compose_project="dify-prod"' in rule["expr"]
 
 
-def test_nvml_reads_nvidia_smi_metrics_on_its_own_port():
-    doc = alert_rules(PLANS["split"], {"gpu_exporter": "nvml"})
-    assert "nvidia_smi_memory_used_bytes" in find(doc, "DifyGpuMemoryHigh", "gpu")["expr"]
-    assert scrape_targets(PLANS["split"], {"gpu_exporter": "nvml"})["gpu"][0]["targets"] == ["10.0.0.5:9835"]
+def test_the_nvml_collector_comes_with_node_and_adds_its_own_alerts():
+    doc = alert_rules(PLANS["split"])
+    gpu_alerts = {r["alert"] for r in rules_of(doc) if r["labels"]["host"] == "gpu" and "Gpu" in r["alert"]}
+    assert gpu_alerts == {"DifyGpuMemoryHigh", "DifyGpuNvmlDown", "DifyGpuXidError"}
+    assert 'difyops_gpu_nvml_up{host="gpu"}' in find(doc, "DifyGpuNvmlDown", "gpu")["expr"]
+    assert "increase(difyops_gpu_xid_errors_total{host=\"gpu\"}[5m])" in find(doc, "DifyGpuXidError", "gpu")["expr"]
+    assert scrape_targets(PLANS["split"])["gpu"] == []
+
+
+def test_dcgm_exporter_is_a_job_of_its_own_read_under_the_same_names():
+    default, dcgm = alert_rules(PLANS["split"]), alert_rules(PLANS["split"], {"gpu_exporter": "dcgm"})
+    assert find(dcgm, "DifyGpuMemoryHigh", "gpu")["expr"] == find(default, "DifyGpuMemoryHigh", "gpu")["expr"]
+    assert "DCGM_FI_DEV_FB_USED" in find(dcgm, "DifyGpuMemoryHigh", "gpu")["expr"]
+    assert not {"DifyGpuNvmlDown", "DifyGpuXidError"} & {r["alert"] for r in rules_of(dcgm)}
+    assert scrape_targets(PLANS["split"], {"gpu_exporter": "dcgm"})["gpu"][0]["targets"] == ["10.0.0.5:9400"]
 
 
 def test_scrape_targets_cover_every_exporter_where_its_component_runs():
@@ -136,7 +147,7 @@ def test_scrape_targets_cover_every_exporter_where_its_component_runs():
     assert set(by_kind["node"]) == set(PLANS["split"]["hosts"]) and targets["cadvisor"] == []
     assert by_kind["postgres"] == {"data": ["10.0.0.4:9187"]} and by_kind["redis"] == {"data": ["10.0.0.4:9121"]}
     assert by_kind["nginx"] == {"gw": ["10.0.0.1:9113"]} and by_kind["gateway_log"] == {"gw": ["10.0.0.1:3903"]}
-    assert by_kind["gpu"] == {"gpu": ["10.0.0.5:9400"]}
+    assert targets["gpu"] == []  # the NVML collector's metrics come with node
     assert by_kind["node"]["app2"] == ["[2001:db8::3]:9100"]
     assert targets["node"][3]["labels"] == {"host": "data", "role": "database,redis,vector_store"}
 
@@ -154,14 +165,18 @@ def test_each_host_is_told_its_exporters_listening_on_its_planned_address():
     assert data["postgres"] == {"port": 9187, "address": "10.0.0.4", "listen": "10.0.0.4:9187"}
     assert data["redis"]["redis_url"] == "redis://10.0.0.4:6379" and data["redis"]["listen"] == "10.0.0.4:9121"
     assert data["redis"]["check_single_keys"] == redis_check_single_keys()
-    assert data["node"] == {"port": 9100, "address": "10.0.0.4", "listen": "10.0.0.4:9100", "containers": "textfile"}
+    assert data["node"] == {"port": 9100, "address": "10.0.0.4", "listen": "10.0.0.4:9100", "containers": "textfile",
+                            "gpu_collector": False}
     gateway = monitoring.host_exporters(plan, "gw")
     assert set(gateway) == {"node", "nginx", "gateway_log"}
     assert gateway["nginx"] == {"port": 9113, "address": "10.0.0.1", "listen": "10.0.0.1:9113"}
     assert monitoring.host_exporters(plan, "app2")["node"]["listen"] == "[2001:db8::3]:9100"
     assert monitoring.host_exporters(plan, "app2")["node"]["address"] == "2001:db8::3"
-    assert monitoring.host_exporters(plan, "gpu", {"gpu_exporter": "nvml"})["gpu"] == {
-        "port": 9835, "address": "10.0.0.5", "listen": "10.0.0.5:9835", "exporter": "nvml"}
+    gpu = monitoring.host_exporters(plan, "gpu")
+    assert set(gpu) == {"node"} and gpu["node"]["gpu_collector"] is True
+    dcgm = monitoring.host_exporters(plan, "gpu", {"gpu_exporter": "dcgm"})
+    assert dcgm["gpu"] == {"port": 9400, "address": "10.0.0.5", "listen": "10.0.0.5:9400", "exporter": "dcgm"}
+    assert dcgm["node"]["gpu_collector"] is False
     assert set(monitoring.host_exporters(plan, "app1", {"container_exporter": "cadvisor"})) == {"node", "cadvisor"}
 
 
@@ -221,6 +236,7 @@ def test_a_data_host_without_its_settings_is_refused_by_name():
     ({"ports": {"ftp": 21}}, "options.ports.ftp is no exporter kind"),
     ({"celery_queues": ['a"b']}, "options.celery_queues"),
     ({"gpu_exporter": "rocm"}, "options.gpu_exporter"),
+    ({"gpu_exporter": "nvml"}, "options.gpu_exporter must be one of textfile, dcgm"),
     ({"compose_project": 'x"}'}, "options.compose_project must be a Compose project name"),
     ({"gateway_latency_metric": "a-b"}, "options.gateway_latency_metric must be a metric name"),
     ({"colour": "red"}, "unknown options: colour"),
@@ -255,9 +271,10 @@ def write_rules(tmp_path, doc) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("name", sorted(PLANS))
-def test_promtool_checks_the_generated_rules(tmp_path, name):
-    path = write_rules(tmp_path, alert_rules(PLANS[name], {"gpu_exporter": "nvml"} if name == "split" else {}))
+@pytest.mark.parametrize("name, options", [("single", {}), ("split", {}), ("split", {"gpu_exporter": "dcgm"})],
+                         ids=["single", "split", "split-dcgm"])
+def test_promtool_checks_the_generated_rules(tmp_path, name, options):
+    path = write_rules(tmp_path, alert_rules(PLANS[name], options))
     done = subprocess.run([promtool(), "check", "rules", path], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS: %d rules found" % len(rules_of(yaml.safe_load(pathlib.Path(path).read_text(encoding="utf-8")))) in done.stdout
@@ -297,7 +314,9 @@ class Cases:
             extra: Mapping[str, str] = ()) -> None:
         extra = dict(extra)
         labels = dict(rule["labels"], **extra)
-        annotations = {k: v.replace("{{ $labels.key }}", extra.get("key", "")) for k, v in rule["annotations"].items()}
+        annotations = dict(rule["annotations"])
+        for key, value in extra.items():
+            annotations = {k: v.replace("{{ $labels.%s }}" % key, value) for k, v in annotations.items()}
         self.expected.setdefault(rule["alert"], []).append({"exp_labels": labels, "exp_annotations": annotations})
         self.above.extend(above)
         self.below.extend(below)
@@ -385,6 +404,16 @@ class Cases:
             labels = dict(self.target(host, "gpu"), gpu="0", UUID="GPU-l4", modelName="NVIDIA L4")
             return [series("DCGM_FI_DEV_FB_USED", labels, flat(used)), series("DCGM_FI_DEV_FB_FREE", labels, flat(total_mib - used))]
         self.add(find(self.doc, "DifyGpuMemoryHigh", host), memory(math.ceil(ratio * total_mib)), memory(math.floor(ratio * total_mib) - 1))
+        if self.opts["gpu_exporter"] != "textfile":
+            return
+        node = self.target(host, "node")
+        error = {"error": "NVMLError_DriverNotLoaded"}
+        self.add(find(self.doc, "DifyGpuNvmlDown", host), [series("difyops_gpu_nvml_up", dict(node, **error), flat(0))],
+                 [series("difyops_gpu_nvml_up", node, flat(1))], error)
+        gpu = {"gpu": "0", "UUID": "GPU-l4"}
+        counter = dict(node, modelName="NVIDIA L4", **gpu)
+        self.add(find(self.doc, "DifyGpuXidError", host), [series("difyops_gpu_xid_errors_total", counter, jump(0, 1))],
+                 [series("difyops_gpu_xid_errors_total", counter, flat(1))], gpu)
 
     def groups(self) -> List[Dict[str, Any]]:
         """The two promtool test groups."""
@@ -405,13 +434,13 @@ class Cases:
                 self.redis(name)
             if name in exporters["gateway_log"]:
                 self.gateway(name)
-            if name in exporters["gpu"]:
+            if name in monitoring.gpu_hosts(self.plan):
                 self.gpu(name, L4["memory_total_mib"])
         return self.groups()
 
 
-@pytest.mark.parametrize("name, options", [("single", {}), ("split", {}), ("split", CUSTOM)],
-                         ids=["single", "split", "split-custom"])
+@pytest.mark.parametrize("name, options", [("single", {}), ("split", {}), ("split", CUSTOM), ("split", {"gpu_exporter": "dcgm"})],
+                         ids=["single", "split", "split-custom", "split-dcgm"])
 def test_promtool_unit_tests_generated_from_the_plan_fire_above_and_stay_quiet_below(tmp_path, name, options):
     cases = Cases(PLANS[name], options)
     tests = cases.build()

@@ -25,7 +25,7 @@ from monitoring_plans import CUSTOM as BASE_CUSTOM, single, split
 FILTERS = FilterModule().filters()
 CUSTOM = dict(BASE_CUSTOM, api_latency_quantile=0.95)
 # Panels that graph what no alert reads: GPU utilisation (docs/monitoring.md, "not alerted on yet").
-NOT_ALERTED = {"DCGM_FI_DEV_GPU_UTIL", "nvidia_smi_utilization_gpu_ratio"}
+NOT_ALERTED = {"DCGM_FI_DEV_GPU_UTIL"}
 METRIC = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{")
 HOST_LABEL = re.compile(r'\bhost(=~|!=|!~|=)"([^"]*)"')
 SELECTOR = re.compile(r"\{[^{}]*\}")
@@ -33,8 +33,8 @@ DIVISOR = re.compile(r"^(.*) / ([0-9]+)$")
 
 
 PLANS = {"single": single(), "split": split()}
-CASES = [("single", {}), ("split", {}), ("split", CUSTOM), ("split", {"gpu_exporter": "nvml"})]
-CASE_IDS = ["single", "split", "split-custom", "split-nvml"]
+CASES = [("single", {}), ("split", {}), ("split", CUSTOM), ("split", {"gpu_exporter": "dcgm"})]
+CASE_IDS = ["single", "split", "split-custom", "split-dcgm"]
 
 
 def rows(dashboard: Mapping[str, Any]) -> List[Tuple[Dict[str, Any], List[Dict[str, Any]]]]:
@@ -250,16 +250,16 @@ def test_every_metric_graphed_is_one_the_alert_rules_read(name, options):
     alerted = {m for rule in rules_of(alert_rules(PLANS[name], options)) for m in METRIC.findall(rule["expr"])}
     assert used - alerted <= NOT_ALERTED, used - alerted
     gpu = "gpu" in PLANS[name]["hosts"]
-    assert (used - alerted) == ({"nvidia_smi_utilization_gpu_ratio"} if options.get("gpu_exporter") == "nvml"
-                                else {"DCGM_FI_DEV_GPU_UTIL"} if gpu else set())
+    assert (used - alerted) == ({"DCGM_FI_DEV_GPU_UTIL"} if gpu else set())
 
 
-def test_nvml_reads_nvidia_smi_metrics():
-    panels = by_host(PLANS["split"], grafana_dashboard(PLANS["split"], {"gpu_exporter": "nvml"}))["gpu"]
-    assert "nvidia_smi_memory_used_bytes" in titled(panels, "GPU memory used")["targets"][0]["expr"]
+@pytest.mark.parametrize("gpu_exporter", ["textfile", "dcgm"])
+def test_either_gpu_exporter_is_graphed_under_dcgm_names(gpu_exporter):
+    panels = by_host(PLANS["split"], grafana_dashboard(PLANS["split"], {"gpu_exporter": gpu_exporter}))["gpu"]
+    assert "DCGM_FI_DEV_FB_USED" in titled(panels, "GPU memory used")["targets"][0]["expr"]
     utilisation = titled(panels, "GPU utilisation")
-    assert "nvidia_smi_utilization_gpu_ratio" in utilisation["targets"][0]["expr"]
-    assert utilisation["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    assert utilisation["targets"][0]["expr"] == 'max by (host, gpu) (DCGM_FI_DEV_GPU_UTIL{host="gpu"})'
+    assert utilisation["fieldConfig"]["defaults"]["unit"] == "percent"
 
 
 # --- refusals and the filter ---------------------------------------------------------------------
