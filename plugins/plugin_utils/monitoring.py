@@ -19,9 +19,10 @@ packages none:
 - ``postgres`` (9187, hosts with ``database``): postgres_exporter, ``prometheus-postgres-exporter``.
 - ``redis`` (9121, hosts with ``redis``): redis_exporter, ``prometheus-redis-exporter``, run with
   ``--check-single-keys`` = :func:`redis_check_single_keys`.
-- ``nginx`` (9113, gateway hosts): nginx-prometheus-exporter over stub_status,
+- ``nginx`` (9113, gateway hosts of a split fleet): nginx-prometheus-exporter over stub_status,
   ``prometheus-nginx-exporter``.
-- ``gateway_log`` (3903, gateway hosts): mtail over the gateway's access log, package ``mtail``.
+- ``gateway_log`` (3903, gateway hosts of a split fleet): mtail over the gateway's access log,
+  package ``mtail``.
 - GPU metrics (hosts with ``gpu_inference``), by ``gpu_exporter``:
 
   - ``textfile`` (the default): the collection's NVML collector (``roles/monitoring/files/
@@ -75,6 +76,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from typing import Any, Dict, List, Mapping, Optional
+
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import PORTS
+from ansible_collections.difyops.dify.plugins.plugin_utils.stack.compose import DB_USER
 
 MIB = 1024 * 1024
 
@@ -270,19 +274,18 @@ def exporter_hosts(plan: Mapping[str, Any], container_exporter: str = "textfile"
     container and GPU exporters those metrics come with ``node``, and ``cadvisor`` and ``gpu`` have
     no host.
 
-    A single node runs PostgreSQL, Redis and nginx inside the stack, on its private network with no
-    port published, where an exporter on the host cannot reach them: there ``postgres``, ``redis``,
-    ``nginx`` and ``gateway_log`` have no host (and so no target, alert or panel); the containers'
-    memory and OOM kills are watched all the same."""
+    A single node runs PostgreSQL, Redis and nginx inside the stack. Its PostgreSQL and Redis are
+    published on the host's loopback (stack/compose.py), where the host's exporters read them; its
+    nginx logs to the container's output and answers stub_status inside the container only, so
+    ``nginx`` and ``gateway_log`` have no host there (and so no target, alert or panel)."""
     hosts = plan["hosts"]
     every = list(hosts)
-    edge = [] if _single_node(plan) else every
-    gateways = [n for n in edge if _has(hosts[n], "gateway")]
+    gateways = [] if _single_node(plan) else [n for n in every if _has(hosts[n], "gateway")]
     return {
         "node": every,
         "cadvisor": every if container_exporter == "cadvisor" else [],
-        "postgres": [n for n in edge if _has(hosts[n], "database")],
-        "redis": [n for n in edge if _has(hosts[n], "redis")],
+        "postgres": [n for n in every if _has(hosts[n], "database")],
+        "redis": [n for n in every if _has(hosts[n], "redis")],
         "nginx": gateways,
         "gateway_log": gateways,
         "gpu": gpu_hosts(plan) if gpu_exporter == "dcgm" else [],
@@ -319,11 +322,15 @@ def _listen(host: Mapping[str, Any], port: int) -> Dict[str, Any]:
 
 
 def host_exporters(plan: Any, host: str, options: Optional[Mapping[str, Any]] = None,
-                   redis_port: int = 6379) -> Dict[str, Dict[str, Any]]:
+                   redis_port: int = PORTS["redis"], postgres_port: int = PORTS["db_postgres"]) -> Dict[str, Dict[str, Any]]:
     """What the monitoring role installs on one host: per exporter kind the host runs, its port,
     address and ``listen`` (``address:port``; the host's planned address, so that only its network
     sees it, or every address, ``:port``, for a host planned without one), plus what the
-    kind needs: redis the Redis URL (``redis_url``) and ``--check-single-keys``; node how the
+    kind needs: postgres how it logs in (``login``: ``peer`` over the socket of the host's own
+    PostgreSQL, or ``password`` over TCP to the single node's stack, published on 127.0.0.1
+    ``postgres_port``: ``db_host``, ``db_port`` and ``db_admin``, the stack's superuser, who
+    creates the exporter's login); redis the Redis URL (``redis_url``; a single
+    node's Redis on 127.0.0.1) and ``--check-single-keys``; node how the
     containers are collected (``containers``) and whether the role's NVML collector runs there
     (``gpu_collector``). (nginx's stub_status is the gateway role's: ``nginx_gateway_status_port``.)"""
     plan = checked_plan(plan)
@@ -335,8 +342,12 @@ def host_exporters(plan: Any, host: str, options: Optional[Mapping[str, Any]] = 
     for kind, names in exporter_hosts(plan, opts["container_exporter"], opts["gpu_exporter"]).items():
         if host in names:
             exporters[kind] = _listen(host_plan, opts["ports"][kind])
+    single = _single_node(plan)
+    if "postgres" in exporters:
+        exporters["postgres"].update({"login": "password", "db_host": "127.0.0.1", "db_port": postgres_port, "db_admin": DB_USER}
+                                     if single else {"login": "peer"})
     if "redis" in exporters:
-        address = host_plan.get("address") or "127.0.0.1"
+        address = "127.0.0.1" if single else host_plan.get("address") or "127.0.0.1"
         exporters["redis"].update(redis_url="redis://%s" % host_port(str(address), redis_port),
                                   check_single_keys=redis_check_single_keys(opts))
     if "gpu" in exporters:

@@ -365,10 +365,13 @@ def _service(image: str, env: Mapping[str, str], planned: Mapping[str, Any], **e
     return spec
 
 
-def _published(plan: Mapping[str, Any], host_plan: Mapping[str, Any], ports: Sequence[Tuple[int, int]]) -> Dict[str, Any]:
-    """Ports a split fleet publishes on the host's own (private) address for the other hosts."""
+def _published(plan: Mapping[str, Any], host_plan: Mapping[str, Any], ports: Sequence[Tuple[int, int]],
+               loopback: bool = False) -> Dict[str, Any]:
+    """Ports a split fleet publishes on the host's own (private) address for the other hosts. On a
+    single node, with ``loopback``, the same ports on 127.0.0.1 only: a data service the host's own
+    exporters read (roles/monitoring; docs/monitoring.md), which no other machine can reach."""
     if plan["fleet"]["single_node"]:
-        return {}
+        return {"ports": ["127.0.0.1:%d:%d" % port for port in ports]} if loopback else {}
     return _publish_any(host_plan, ports)
 
 
@@ -575,6 +578,7 @@ def data_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str],
                      "-c", "hba_file=%s/pg_hba.conf" % POSTGRES_PGDATA, "-c", "ident_file=%s/pg_ident.conf" % POSTGRES_PGDATA],
             volumes=["./%s:/var/lib/postgresql/data" % DATA_DIRS["db_postgres"],
                      "./postgres/postgresql.dify.conf:/etc/postgresql/postgresql.conf:ro"],
+            **_published(plan, host_plan, [(PORTS["db_postgres"], 5432)], loopback=True),
             **_healthcheck(["CMD", "pg_isready", "-h", "localhost", "-U", DB_USER, "-d", DATABASES[0]]))
     if "pgbouncer" in services:
         out.update(pgbouncer_service(plan, host, images))
@@ -587,7 +591,7 @@ def data_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str],
                                          "--maxmemory-policy %s --appendonly yes"
                                          % (redis["maxmemory_mb"], redis["maxmemory_policy"])],
                                 volumes=["./%s:/data" % DATA_DIRS["redis"]],
-                                **_published(plan, host_plan, [(PORTS["redis"], PORTS["redis"])]),
+                                **_published(plan, host_plan, [(PORTS["redis"], PORTS["redis"])], loopback=True),
                                 **_healthcheck(["CMD", "redis-cli", "ping"], "10s"))
     vector = settings.get("vector_store", {})
     if "weaviate" in services:

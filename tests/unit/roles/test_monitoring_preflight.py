@@ -2,8 +2,9 @@
 # Copyright: difyops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The monitoring role refuses bad input in its preflight, before any task touches the host, naming
-the host, the variable and the fix; run by ansible-playbook on the controller against a computed
-split-fleet plan. Each host below is named after a host of the plan and fails on one input."""
+the host, the variable and the fix; run by ansible-playbook on the controller against computed
+plans (a split fleet, and a single node). Each host below is named after a host of its plan and
+fails on one input."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ PLAN = plan_fleet([
     {"name": "data", "vcpus": 4, "memory_mb": 16000, "components": ["database", "redis", "vector_store"], "address": "10.0.0.4"},
 ], {"object_storage": True})
 SOURCES = ["10.0.0.9"]
+# A single node, whose PostgreSQL runs in its stack: the role needs DB_PASSWORD to create the exporter's login.
+SINGLE = plan_fleet([{"name": "one", "vcpus": 4, "memory_mb": 16000,
+                      "components": ["gateway", "app", "database", "redis", "vector_store"]}], {})
 
 # host: (its variables, words its refusal must contain)
 CASES = {
@@ -29,6 +33,7 @@ CASES = {
     "app1": ({"monitoring_scrape_sources": [], "monitoring_servers": []},
              ["No address may scrape the exporters of app1", "dify_monitoring"]),
     "stranger": ({}, ["stranger is neither a host of the plan", "monitoring_servers"]),
+    "one": ({"monitoring_plan": SINGLE}, ["monitoring_postgres_password on one", "single node", "DB_PASSWORD"]),
 }
 
 

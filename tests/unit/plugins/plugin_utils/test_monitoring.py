@@ -162,7 +162,7 @@ def test_each_host_is_told_its_exporters_listening_on_its_planned_address():
     plan = PLANS["split"]
     data = monitoring.host_exporters(plan, "data")
     assert set(data) == {"node", "postgres", "redis"}
-    assert data["postgres"] == {"port": 9187, "address": "10.0.0.4", "listen": "10.0.0.4:9187"}
+    assert data["postgres"] == {"port": 9187, "address": "10.0.0.4", "listen": "10.0.0.4:9187", "login": "peer"}
     assert data["redis"]["redis_url"] == "redis://10.0.0.4:6379" and data["redis"]["listen"] == "10.0.0.4:9121"
     assert data["redis"]["check_single_keys"] == redis_check_single_keys()
     assert data["node"] == {"port": 9100, "address": "10.0.0.4", "listen": "10.0.0.4:9100", "containers": "textfile",
@@ -193,12 +193,19 @@ def test_ports_are_options():
     assert targets["postgres"][0]["targets"] == ["10.0.0.4:9187"]
 
 
-def test_a_single_node_is_scraped_for_its_host_and_containers_only():
-    # PostgreSQL, Redis and nginx run inside its stack, unpublished: no exporter on the host reaches them.
+def test_a_single_node_is_scraped_for_its_host_containers_postgres_and_redis():
+    # Its PostgreSQL and Redis are published on the host's loopback; nginx answers inside its container only.
     targets = scrape_targets(PLANS["single"])
     assert targets["node"][0]["targets"] == ["192.0.2.10:9100"]
-    assert all(targets[kind] == [] for kind in ("postgres", "redis", "nginx", "gateway_log", "gpu", "cadvisor"))
-    assert set(monitoring.host_exporters(PLANS["single"], "one")) == {"node"}
+    assert targets["postgres"][0]["targets"] == ["192.0.2.10:9187"] and targets["redis"][0]["targets"] == ["192.0.2.10:9121"]
+    assert all(targets[kind] == [] for kind in ("nginx", "gateway_log", "gpu", "cadvisor"))
+    exporters = monitoring.host_exporters(PLANS["single"], "one")
+    assert set(exporters) == {"node", "postgres", "redis"}
+    # The exporters read the stack's ports on 127.0.0.1 (stack/compose.py), not the host's address.
+    assert exporters["postgres"] == {"port": 9187, "address": "192.0.2.10", "listen": "192.0.2.10:9187",
+                                     "login": "password", "db_host": "127.0.0.1", "db_port": 5432, "db_admin": "dify"}
+    assert exporters["redis"]["redis_url"] == "redis://127.0.0.1:6379"
+    assert monitoring.host_exporters(PLANS["split"], "data")["postgres"]["login"] == "peer"
     assert monitoring.host_port("[2001:db8::1]", 1) == "[2001:db8::1]:1" == monitoring.host_port("2001:db8::1", 1)
     assert monitoring.host_port("db.example", 5) == "db.example:5"
 
@@ -463,6 +470,11 @@ def test_a_single_node_has_one_group_with_the_memory_alerts_of_every_container()
     doc = alert_rules(PLANS["single"])
     assert [g["name"] for g in doc["groups"]] == ["difyops-dify-one"]
     assert {r["alert"] for r in rules_of(doc)} == {
-        "DifyServiceMemoryHigh", "DifyServiceOOMKilled", "DifyHostOOMKill", "DifySliceMemoryHigh"}
+        "DifyServiceMemoryHigh", "DifyServiceOOMKilled", "DifyHostOOMKill", "DifySliceMemoryHigh",
+        "DifyPostgresConnectionsHigh", "DifyRedisMemoryHigh", "DifyRedisEvictions", "DifyCeleryBacklogGrowing"}
+    settings = PLANS["single"]["hosts"]["one"]["settings"]
+    assert find(doc, "DifyPostgresConnectionsHigh", "one")["expr"].endswith(
+        ">= 0.8 * %d" % settings["postgres"]["server"]["max_connections"])
+    assert find(doc, "DifyRedisMemoryHigh", "one")["expr"].endswith(">= 0.9 * %d" % (settings["redis"]["maxmemory_mb"] * MIB))
     services = {r["labels"]["service"] for r in rules_of(doc) if r["alert"] == "DifyServiceMemoryHigh"}
     assert {"db_postgres", "redis", "nginx", "api"} <= services

@@ -47,11 +47,12 @@ S3 = {"object_storage": {"endpoint": "https://s3.example", "bucket": "dify"}}
 
 
 @pytest.mark.parametrize("store", ["weaviate", "qdrant", "pgvector"])
-def test_single_node_runs_everything_and_publishes_only_nginx(store):
+def test_single_node_runs_everything_and_publishes_only_nginx_beyond_the_loopback(store):
     plan = single(vector_store=store)
     bundle = compose_project(plan, "one")
     assert set(bundle["services"]) == set(plan["hosts"]["one"]["services"])
-    assert bundle["ports"] == {"nginx": ["80:80"]}
+    # PostgreSQL and Redis only on 127.0.0.1, for the host's exporters (roles/monitoring).
+    assert bundle["ports"] == {"nginx": ["80:80"], "db_postgres": ["127.0.0.1:5432:5432"], "redis": ["127.0.0.1:6379:6379"]}
     assert bundle["firewall"] == []
     assert bundle["unknown_env"] == []
     assert compose_schema_errors(bundle["compose"], SCHEMA) == []

@@ -60,7 +60,7 @@ def test_single_node_puts_pgbouncer_between_dify_and_db_postgres():
         assert services[name]["depends_on"]["pgbouncer"] == {"condition": "service_healthy"}
     daemon = services["plugin_daemon"]["environment"]
     assert daemon["DB_HOST"] == "db_postgres" and daemon["DB_PORT"] == "5432"
-    assert bundle["ports"] == {"nginx": ["80:80"]} and bundle["firewall"] == []
+    assert "pgbouncer" not in bundle["ports"] and bundle["ports"]["nginx"] == ["80:80"] and bundle["firewall"] == []
 
 
 def test_split_fleet_runs_pgbouncer_on_the_database_hosts_network_for_the_app_hosts_only():
