@@ -21,8 +21,9 @@ packages none:
   ``--check-single-keys`` = :func:`redis_check_single_keys`.
 - ``nginx`` (9113, gateway hosts of a split fleet): nginx-prometheus-exporter over stub_status,
   ``prometheus-nginx-exporter``.
-- ``gateway_log`` (3903, gateway hosts of a split fleet): mtail over the gateway's access log,
-  package ``mtail``.
+- ``gateway_log`` (3903, gateway hosts): mtail over the gateway's access log, package ``mtail``
+  (a split fleet's nginx logs to ``/var/log/nginx/access.log``, a single node's to
+  ``GATEWAY_LOG_DIR/access.log`` on the host).
 - GPU metrics (hosts with ``gpu_inference``), by ``gpu_exporter``:
 
   - ``textfile`` (the default): the collection's NVML collector (``roles/monitoring/files/
@@ -78,7 +79,10 @@ import re
 from typing import Any, Dict, List, Mapping, Optional
 
 from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import PORTS
-from ansible_collections.difyops.dify.plugins.plugin_utils.stack.compose import DB_USER
+from ansible_collections.difyops.dify.plugins.plugin_utils.stack.compose import DB_USER, GATEWAY_LOG_DIR
+
+# Where a split fleet's gateway, Debian's nginx on the host, writes its access log.
+HOST_GATEWAY_LOG = "/var/log/nginx/access.log"
 
 MIB = 1024 * 1024
 
@@ -275,18 +279,19 @@ def exporter_hosts(plan: Mapping[str, Any], container_exporter: str = "textfile"
     no host.
 
     A single node runs PostgreSQL, Redis and nginx inside the stack. Its PostgreSQL and Redis are
-    published on the host's loopback (stack/compose.py), where the host's exporters read them; its
-    nginx logs to the container's output and answers stub_status inside the container only, so
-    ``nginx`` and ``gateway_log`` have no host there (and so no target, alert or panel)."""
+    published on the host's loopback (stack/compose.py), where the host's exporters read them, and
+    its nginx writes a copy of its access log to the host (``GATEWAY_LOG_DIR``) for mtail. Its
+    stub_status answers inside the container only, so ``nginx`` has no host there (nothing but the
+    dashboard's connection counts would read it)."""
     hosts = plan["hosts"]
     every = list(hosts)
-    gateways = [] if _single_node(plan) else [n for n in every if _has(hosts[n], "gateway")]
+    gateways = [n for n in every if _has(hosts[n], "gateway")]
     return {
         "node": every,
         "cadvisor": every if container_exporter == "cadvisor" else [],
         "postgres": [n for n in every if _has(hosts[n], "database")],
         "redis": [n for n in every if _has(hosts[n], "redis")],
-        "nginx": gateways,
+        "nginx": [] if _single_node(plan) else gateways,
         "gateway_log": gateways,
         "gpu": gpu_hosts(plan) if gpu_exporter == "dcgm" else [],
     }
@@ -330,7 +335,8 @@ def host_exporters(plan: Any, host: str, options: Optional[Mapping[str, Any]] = 
     PostgreSQL, or ``password`` over TCP to the single node's stack, published on 127.0.0.1
     ``postgres_port``: ``db_host``, ``db_port`` and ``db_admin``, the stack's superuser, who
     creates the exporter's login); redis the Redis URL (``redis_url``; a single
-    node's Redis on 127.0.0.1) and ``--check-single-keys``; node how the
+    node's Redis on 127.0.0.1) and ``--check-single-keys``; gateway_log the access log mtail
+    reads (``log``); node how the
     containers are collected (``containers``) and whether the role's NVML collector runs there
     (``gpu_collector``). (nginx's stub_status is the gateway role's: ``nginx_gateway_status_port``.)"""
     plan = checked_plan(plan)
@@ -346,6 +352,8 @@ def host_exporters(plan: Any, host: str, options: Optional[Mapping[str, Any]] = 
     if "postgres" in exporters:
         exporters["postgres"].update({"login": "password", "db_host": "127.0.0.1", "db_port": postgres_port, "db_admin": DB_USER}
                                      if single else {"login": "peer"})
+    if "gateway_log" in exporters:
+        exporters["gateway_log"]["log"] = GATEWAY_LOG_DIR + "/access.log" if single else HOST_GATEWAY_LOG
     if "redis" in exporters:
         address = "127.0.0.1" if single else host_plan.get("address") or "127.0.0.1"
         exporters["redis"].update(redis_url="redis://%s" % host_port(str(address), redis_port),
@@ -685,7 +693,7 @@ def host_rules(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -> L
         rules.append(postgres_rule(plan, host, opts))
     if host in roles["redis"]:
         rules.extend(redis_rules(plan, host, opts))
-    if host in roles["nginx"]:
+    if host in roles["gateway_log"]:
         rules.extend(gateway_rules(plan, host, opts))
     if host in gpu_hosts(plan):
         rules.append(gpu_rule(plan, host, opts))

@@ -96,6 +96,11 @@ DATA_DIRS = {
 }
 
 
+# A single node's gateway writes a copy of its access log here, on the host (the same path inside
+# its container), for the host's mtail (roles/monitoring); dify_stack rotates it (logrotate).
+GATEWAY_LOG_DIR = "/var/log/dify-gateway"
+
+
 class StackError(ValueError):
     """An option that cannot make a working project; the message names the setting and the fix."""
 
@@ -695,9 +700,11 @@ def _publish_any(host_plan: Mapping[str, Any], ports: Sequence[Tuple[int, int]])
 
 
 def gateway_service(plan: Mapping[str, Any], host: str, images: Mapping[str, str], port: int) -> Dict[str, Any]:
-    """nginx of a single node: the only service that publishes a port on every address."""
+    """nginx of a single node: the only service that publishes a port on every address. Its access
+    log goes to the container's output and, for the host's mtail, to ``GATEWAY_LOG_DIR``."""
     return {"nginx": _service(images["nginx"], {}, plan["hosts"][host]["services"]["nginx"],
-                              volumes=["./nginx/nginx.conf:/etc/nginx/nginx.conf:ro"], ports=["%d:%d" % (port, port)],
+                              volumes=["./nginx/nginx.conf:/etc/nginx/nginx.conf:ro", "%s:%s" % (GATEWAY_LOG_DIR, GATEWAY_LOG_DIR)],
+                              ports=["%d:%d" % (port, port)],
                               **_depends(project_services(plan, host), {"api": "service_started",
                                                                         "web": "service_started"}))}
 
@@ -907,6 +914,8 @@ def bundle(plan: Mapping[str, Any], host: str, options: Optional[Mapping[str, An
         "data_dirs": data_dirs(project),
         "unknown_env": unknown_env(project, version),
         "ports": published_ports(project),
+        # The gateway's access log on the host (a single node's nginx), which the role rotates.
+        "gateway_log_dir": GATEWAY_LOG_DIR if "nginx" in project["services"] else None,
         "firewall": rules,
         "firewall_ruleset": ruleset,
         "inference": {"endpoint": endpoint_url, "model": inference.get("model"), "engine": inference.get("engine"),

@@ -33,6 +33,7 @@ import urllib.request
 import pytest
 
 from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
+from ansible_collections.difyops.dify.plugins.plugin_utils.stack.compose import GATEWAY_LOG_DIR
 
 from playbook_runner import REPO, run_playbook
 
@@ -274,7 +275,10 @@ def get(url, data=None):
 def test_nginx_writes_what_mtail_counts(rendered, tmp_path):
     conf = conf_of(rendered, "live")
     assert conf.count("/var/log/nginx/") == 2, "the test moves the error and access logs"
-    conf = conf.replace("/var/log/nginx/", str(tmp_path) + "/")
+    # The stack's copy of the access log, in the directory compose mounts from the host for its mtail.
+    assert conf.count("access_log %s/access.log dify_gateway;" % GATEWAY_LOG_DIR) == 1
+    (tmp_path / "gateway").mkdir()
+    conf = conf.replace("/var/log/nginx/", str(tmp_path) + "/").replace(GATEWAY_LOG_DIR + "/", str(tmp_path / "gateway") + "/")
     # The distribution's temporary directories, moved into TMP_PATH (a user other than root cannot write them).
     version = subprocess.run([NGINX, "-V"], capture_output=True, text=True, check=True).stderr
     temps = "".join("    %s_temp_path %s;\n" % (name.replace("-", "_"), tmp_path / name)
@@ -328,8 +332,9 @@ def test_nginx_writes_what_mtail_counts(rendered, tmp_path):
             server.server_close()
     assert "[emerg]" not in output and "[alert]" not in output, output
 
-    log = tmp_path / "access.log"
+    log = tmp_path / "gateway" / "access.log"  # what the single node's mtail reads; the container's output has the same
     text = log.read_text(encoding="utf-8")
+    assert text == (tmp_path / "access.log").read_text(encoding="utf-8")
     assert "/healthz" not in text and "stub_status" not in text, text
     assert len(text.splitlines()) == 9, text
     metrics = run_mtail(tmp_path, log)

@@ -193,14 +193,18 @@ def test_ports_are_options():
     assert targets["postgres"][0]["targets"] == ["10.0.0.4:9187"]
 
 
-def test_a_single_node_is_scraped_for_its_host_containers_postgres_and_redis():
-    # Its PostgreSQL and Redis are published on the host's loopback; nginx answers inside its container only.
+def test_a_single_node_is_scraped_for_its_host_containers_data_services_and_gateway_log():
+    # Its PostgreSQL and Redis are published on the host's loopback, its nginx copies its access log
+    # to the host; its stub_status answers inside the container only.
     targets = scrape_targets(PLANS["single"])
     assert targets["node"][0]["targets"] == ["192.0.2.10:9100"]
     assert targets["postgres"][0]["targets"] == ["192.0.2.10:9187"] and targets["redis"][0]["targets"] == ["192.0.2.10:9121"]
-    assert all(targets[kind] == [] for kind in ("nginx", "gateway_log", "gpu", "cadvisor"))
+    assert targets["gateway_log"][0]["targets"] == ["192.0.2.10:3903"]
+    assert all(targets[kind] == [] for kind in ("nginx", "gpu", "cadvisor"))
     exporters = monitoring.host_exporters(PLANS["single"], "one")
-    assert set(exporters) == {"node", "postgres", "redis"}
+    assert set(exporters) == {"node", "postgres", "redis", "gateway_log"}
+    assert exporters["gateway_log"]["log"] == "/var/log/dify-gateway/access.log"
+    assert monitoring.host_exporters(PLANS["split"], "gw")["gateway_log"]["log"] == "/var/log/nginx/access.log"
     # The exporters read the stack's ports on 127.0.0.1 (stack/compose.py), not the host's address.
     assert exporters["postgres"] == {"port": 9187, "address": "192.0.2.10", "listen": "192.0.2.10:9187",
                                      "login": "password", "db_host": "127.0.0.1", "db_port": 5432, "db_admin": "dify"}
@@ -471,7 +475,8 @@ def test_a_single_node_has_one_group_with_the_memory_alerts_of_every_container()
     assert [g["name"] for g in doc["groups"]] == ["difyops-dify-one"]
     assert {r["alert"] for r in rules_of(doc)} == {
         "DifyServiceMemoryHigh", "DifyServiceOOMKilled", "DifyHostOOMKill", "DifySliceMemoryHigh",
-        "DifyPostgresConnectionsHigh", "DifyRedisMemoryHigh", "DifyRedisEvictions", "DifyCeleryBacklogGrowing"}
+        "DifyPostgresConnectionsHigh", "DifyRedisMemoryHigh", "DifyRedisEvictions", "DifyCeleryBacklogGrowing",
+        "DifyApiErrorRate", "DifyApiLatencyP99"}
     settings = PLANS["single"]["hosts"]["one"]["settings"]
     assert find(doc, "DifyPostgresConnectionsHigh", "one")["expr"].endswith(
         ">= 0.8 * %d" % settings["postgres"]["server"]["max_connections"])

@@ -111,9 +111,9 @@ def test_each_row_has_the_panels_of_its_components():
         "gw": every + gateway, "app1": every, "app2": every,
         "data": every + ["Postgres connections", "Redis memory / maxmemory", "Celery queues"],
         "gpu": every + ["GPU memory used", "GPU utilisation"]}
-    # A single node's PostgreSQL and Redis are read on its loopback; its nginx answers inside the stack only.
+    # A single node's PostgreSQL and Redis are read on its loopback, its gateway's log on the host.
     assert [p["title"] for p in grafana_dashboard(PLANS["single"])["panels"][1:]] == every + [
-        "Postgres connections", "Redis memory / maxmemory", "Celery queues"]
+        "Postgres connections", "Redis memory / maxmemory", "Celery queues"] + gateway
 
 
 def test_the_dashboard_model():
