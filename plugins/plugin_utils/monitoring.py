@@ -79,7 +79,7 @@ import re
 from typing import Any, Dict, List, Mapping, Optional
 
 from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import PORTS
-from ansible_collections.difyops.dify.plugins.plugin_utils.stack.compose import DB_USER, GATEWAY_LOG_DIR
+from ansible_collections.difyops.dify.plugins.plugin_utils.stack.compose import DATABASES, DB_USER, GATEWAY_LOG_DIR
 
 # Where a split fleet's gateway, Debian's nginx on the host, writes its access log.
 HOST_GATEWAY_LOG = "/var/log/nginx/access.log"
@@ -331,7 +331,8 @@ def host_exporters(plan: Any, host: str, options: Optional[Mapping[str, Any]] = 
     """What the monitoring role installs on one host: per exporter kind the host runs, its port,
     address and ``listen`` (``address:port``; the host's planned address, so that only its network
     sees it, or every address, ``:port``, for a host planned without one), plus what the
-    kind needs: postgres how it logs in (``login``: ``peer`` over the socket of the host's own
+    kind needs: postgres the database it reads (``database``, Dify's, for its tables' statistics) and
+    how it logs in (``login``: ``peer`` over the socket of the host's own
     PostgreSQL, or ``password`` over TCP to the single node's stack, published on 127.0.0.1
     ``postgres_port``: ``db_host``, ``db_port`` and ``db_admin``, the stack's superuser, who
     creates the exporter's login); redis the Redis URL (``redis_url``; a single
@@ -350,6 +351,8 @@ def host_exporters(plan: Any, host: str, options: Optional[Mapping[str, Any]] = 
             exporters[kind] = _listen(host_plan, opts["ports"][kind])
     single = _single_node(plan)
     if "postgres" in exporters:
+        # Dify's database, whose tables' statistics (pg_stat_user_tables) the exporter reads there.
+        exporters["postgres"]["database"] = DATABASES[0]
         exporters["postgres"].update({"login": "password", "db_host": "127.0.0.1", "db_port": postgres_port, "db_admin": DB_USER}
                                      if single else {"login": "peer"})
     if "gateway_log" in exporters:

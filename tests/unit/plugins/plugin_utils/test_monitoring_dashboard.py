@@ -24,8 +24,8 @@ from monitoring_plans import CUSTOM as BASE_CUSTOM, single, split
 
 FILTERS = FilterModule().filters()
 CUSTOM = dict(BASE_CUSTOM, api_latency_quantile=0.95)
-# Panels that graph what no alert reads: GPU utilisation (docs/monitoring.md, "not alerted on yet").
-NOT_ALERTED = {"DCGM_FI_DEV_GPU_UTIL"}
+# Panels that graph what no alert reads: GPU utilisation, the hot tables' dead tuples and autovacuum age.
+NOT_ALERTED = {"DCGM_FI_DEV_GPU_UTIL", "pg_stat_user_tables_n_dead_tup", "pg_stat_user_tables_last_autovacuum"}
 METRIC = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{")
 HOST_LABEL = re.compile(r'\bhost(=~|!=|!~|=)"([^"]*)"')
 SELECTOR = re.compile(r"\{[^{}]*\}")
@@ -107,13 +107,14 @@ def test_each_row_has_the_panels_of_its_components():
     titles = {h: [p["title"] for p in ps] for h, ps in by_host(PLANS["split"], grafana_dashboard(PLANS["split"])).items()}
     every = ["Service memory / planned limit", "dify.slice memory / MemoryHigh"]
     gateway = ["Requests by route and status", "API 5xx share", "API latency p99"]
+    postgres = ["Postgres connections", "Dead tuples, hot tables", "Autovacuum age, hot tables"]
     assert titles == {
         "gw": every + gateway, "app1": every, "app2": every,
-        "data": every + ["Postgres connections", "Redis memory / maxmemory", "Celery queues"],
+        "data": every + postgres + ["Redis memory / maxmemory", "Celery queues"],
         "gpu": every + ["GPU memory used", "GPU utilisation"]}
     # A single node's PostgreSQL and Redis are read on its loopback, its gateway's log on the host.
-    assert [p["title"] for p in grafana_dashboard(PLANS["single"])["panels"][1:]] == every + [
-        "Postgres connections", "Redis memory / maxmemory", "Celery queues"] + gateway
+    assert [p["title"] for p in grafana_dashboard(PLANS["single"])["panels"][1:]] == every + postgres + [
+        "Redis memory / maxmemory", "Celery queues"] + gateway
 
 
 def test_the_dashboard_model():
@@ -251,7 +252,17 @@ def test_every_metric_graphed_is_one_the_alert_rules_read(name, options):
     alerted = {m for rule in rules_of(alert_rules(PLANS[name], options)) for m in METRIC.findall(rule["expr"])}
     assert used - alerted <= NOT_ALERTED, used - alerted
     gpu = "gpu" in PLANS[name]["hosts"]
-    assert (used - alerted) == ({"DCGM_FI_DEV_GPU_UTIL"} if gpu else set())
+    assert (used - alerted) == NOT_ALERTED - (set() if gpu else {"DCGM_FI_DEV_GPU_UTIL"})
+
+
+def test_the_hot_tables_graphed_are_the_plans():
+    plan = PLANS["split"]
+    panels = by_host(plan, grafana_dashboard(plan))["data"]
+    tables = sorted(plan["hosts"]["data"]["settings"]["postgres"]["hot_tables"])
+    assert len(tables) >= 3
+    for title in ("Dead tuples, hot tables", "Autovacuum age, hot tables"):
+        expr = titled(panels, title)["targets"][0]["expr"]
+        assert 'relname=~"%s"' % "|".join(tables) in expr and 'host="data"' in expr, expr
 
 
 @pytest.mark.parametrize("gpu_exporter", ["textfile", "dcgm"])
