@@ -143,6 +143,7 @@ _DURATION = re.compile(r"^[0-9]+(ms|s|m|h|d|w|y)$")
 _QUEUE = re.compile(r"^[A-Za-z0-9_:-]+$")
 _METRIC = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _PROJECT = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_TABLE = re.compile(r"^[a-z_][a-z0-9_]*$")
 _FIX_MEMORY = ("find what grows ({look}); if the load is legitimate raise "
                "dify_sizing_overrides.services.{service}.memory_mb on {host} or give the host more memory, "
                "then re-run the plan and the stack playbook")
@@ -303,6 +304,32 @@ def _static_config(name: str, host: Mapping[str, Any], port: int) -> Dict[str, A
     return {"targets": [host_port(address, port)], "labels": {"host": name, "role": ",".join(host["components"])}}
 
 
+def hot_tables(plan: Mapping[str, Any], host: str) -> List[str]:
+    """Dify's hot tables on a database host: those the plan tunes for autovacuum, sorted."""
+    return sorted((plan["hosts"][host]["settings"].get("postgres") or {}).get("hot_tables") or {})
+
+
+def postgres_queries(plan: Mapping[str, Any], host: str) -> Dict[str, Any]:
+    """postgres_exporter's extra queries (``--extend.query-path``): the dead and live rows and the last
+    autovacuum (Unix time, 0 when never) of each hot table, as ``dify_hot_tables_*{datname, schemaname,
+    relname}``. Named apart from the exporter's own pg_stat_user_tables collector (newer releases),
+    so that the two never collide; pg_monitor may read the statistics."""
+    names = ", ".join("'%s'" % table for table in hot_tables(plan, host) if _TABLE.match(table))
+    return {"dify_hot_tables": {
+        "query": "SELECT current_database() AS datname, schemaname, relname, n_dead_tup, n_live_tup, "
+                 "COALESCE(EXTRACT(EPOCH FROM last_autovacuum), 0) AS last_autovacuum, autovacuum_count "
+                 "FROM pg_stat_user_tables WHERE relname IN (%s)" % (names or "NULL"),
+        "metrics": [
+            {"datname": {"usage": "LABEL", "description": "The database"}},
+            {"schemaname": {"usage": "LABEL", "description": "The table's schema"}},
+            {"relname": {"usage": "LABEL", "description": "The table"}},
+            {"n_dead_tup": {"usage": "GAUGE", "description": "Estimated dead rows of the table"}},
+            {"n_live_tup": {"usage": "GAUGE", "description": "Estimated live rows of the table"}},
+            {"last_autovacuum": {"usage": "GAUGE", "description": "When autovacuum last vacuumed the table (Unix time; 0: never)"}},
+            {"autovacuum_count": {"usage": "COUNTER", "description": "Times autovacuum vacuumed the table"}},
+        ]}}
+
+
 def redis_check_single_keys(options: Optional[Mapping[str, Any]] = None) -> str:
     """redis_exporter's ``--check-single-keys`` value that publishes every Celery queue's length."""
     opts = checked_options(options)
@@ -331,7 +358,8 @@ def host_exporters(plan: Any, host: str, options: Optional[Mapping[str, Any]] = 
     """What the monitoring role installs on one host: per exporter kind the host runs, its port,
     address and ``listen`` (``address:port``; the host's planned address, so that only its network
     sees it, or every address, ``:port``, for a host planned without one), plus what the
-    kind needs: postgres the database it reads (``database``, Dify's, for its tables' statistics) and
+    kind needs: postgres the database it reads (``database``, Dify's), its extra queries (``queries``,
+    :func:`postgres_queries`) and
     how it logs in (``login``: ``peer`` over the socket of the host's own
     PostgreSQL, or ``password`` over TCP to the single node's stack, published on 127.0.0.1
     ``postgres_port``: ``db_host``, ``db_port`` and ``db_admin``, the stack's superuser, who
@@ -351,8 +379,9 @@ def host_exporters(plan: Any, host: str, options: Optional[Mapping[str, Any]] = 
             exporters[kind] = _listen(host_plan, opts["ports"][kind])
     single = _single_node(plan)
     if "postgres" in exporters:
-        # Dify's database, whose tables' statistics (pg_stat_user_tables) the exporter reads there.
+        # Dify's database, whose hot tables' statistics the exporter reads there (postgres_queries).
         exporters["postgres"]["database"] = DATABASES[0]
+        exporters["postgres"]["queries"] = postgres_queries(plan, host)
         exporters["postgres"].update({"login": "password", "db_host": "127.0.0.1", "db_port": postgres_port, "db_admin": DB_USER}
                                      if single else {"login": "peer"})
     if "gateway_log" in exporters:

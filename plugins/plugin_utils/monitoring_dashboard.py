@@ -130,24 +130,18 @@ def postgres_panel(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) 
                  [(ratio * maximum, "orange"), (maximum, "red")])
 
 
-def hot_tables_selector(plan: Mapping[str, Any], host: str) -> str:
-    """postgres_exporter's selector of Dify's hot tables (the plan's ``settings.postgres.hot_tables``)."""
-    tables = sorted((plan["hosts"][host]["settings"]["postgres"].get("hot_tables") or {}))
-    return monitoring._selector(host=host, relname__re="|".join(tables))
-
-
-def dead_tuples_panel(plan: Mapping[str, Any], host: str) -> Dict[str, Any]:
+def dead_tuples_panel(host: str) -> Dict[str, Any]:
     """Dead tuples of each of Dify's hot tables (not alerted on)."""
-    return panel("Dead tuples, hot tables", "pg_stat_user_tables_n_dead_tup of the tables the plan tunes for autovacuum "
-                 "(plan.hosts.%s.settings.postgres.hot_tables); not alerted on." % host, "short",
-                 [("max by (host, relname) (pg_stat_user_tables_n_dead_tup%s)" % hot_tables_selector(plan, host), "{{relname}}")])
+    return panel("Dead tuples, hot tables", "dify_hot_tables_n_dead_tup, postgres_exporter's query over the tables the plan "
+                 "tunes for autovacuum (plan.hosts.%s.settings.postgres.hot_tables); not alerted on." % host, "short",
+                 [("max by (host, relname) (dify_hot_tables_n_dead_tup%s)" % monitoring._selector(host=host), "{{relname}}")])
 
 
-def autovacuum_age_panel(plan: Mapping[str, Any], host: str) -> Dict[str, Any]:
+def autovacuum_age_panel(host: str) -> Dict[str, Any]:
     """How long ago autovacuum last ran on each hot table (not alerted on)."""
-    return panel("Autovacuum age, hot tables", "Seconds since pg_stat_user_tables_last_autovacuum of each hot table (tables "
+    return panel("Autovacuum age, hot tables", "Seconds since dify_hot_tables_last_autovacuum of each hot table (tables "
                  "autovacuum never ran on are left out); not alerted on.", "s",
-                 [("time() - max by (host, relname) (pg_stat_user_tables_last_autovacuum%s > 0)" % hot_tables_selector(plan, host),
+                 [("time() - max by (host, relname) (dify_hot_tables_last_autovacuum%s > 0)" % monitoring._selector(host=host),
                    "{{relname}}")])
 
 
@@ -222,7 +216,7 @@ def host_panels(plan: Mapping[str, Any], host: str, opts: Mapping[str, Any]) -> 
     roles = monitoring.exporter_hosts(plan)
     panels = [service_memory_panel(plan, host, opts), slice_panel(plan, host, opts)]
     if host in roles["postgres"]:
-        panels.extend([postgres_panel(plan, host, opts), dead_tuples_panel(plan, host), autovacuum_age_panel(plan, host)])
+        panels.extend([postgres_panel(plan, host, opts), dead_tuples_panel(host), autovacuum_age_panel(host)])
     if host in roles["redis"]:
         panels.extend([redis_memory_panel(plan, host, opts), celery_panel(host, opts)])
     if host in roles["gateway_log"]:

@@ -163,7 +163,7 @@ def test_each_host_is_told_its_exporters_listening_on_its_planned_address():
     data = monitoring.host_exporters(plan, "data")
     assert set(data) == {"node", "postgres", "redis"}
     assert data["postgres"] == {"port": 9187, "address": "10.0.0.4", "listen": "10.0.0.4:9187", "login": "peer",
-                                "database": "dify"}
+                                "database": "dify", "queries": monitoring.postgres_queries(plan, "data")}
     assert data["redis"]["redis_url"] == "redis://10.0.0.4:6379" and data["redis"]["listen"] == "10.0.0.4:9121"
     assert data["redis"]["check_single_keys"] == redis_check_single_keys()
     assert data["node"] == {"port": 9100, "address": "10.0.0.4", "listen": "10.0.0.4:9100", "containers": "textfile",
@@ -208,8 +208,8 @@ def test_a_single_node_is_scraped_for_its_host_containers_data_services_and_gate
     assert monitoring.host_exporters(PLANS["split"], "gw")["gateway_log"]["log"] == "/var/log/nginx/access.log"
     # The exporters read the stack's ports on 127.0.0.1 (stack/compose.py), not the host's address.
     assert exporters["postgres"] == {"port": 9187, "address": "192.0.2.10", "listen": "192.0.2.10:9187",
-                                     "database": "dify", "login": "password", "db_host": "127.0.0.1", "db_port": 5432,
-                                     "db_admin": "dify"}
+                                     "database": "dify", "queries": monitoring.postgres_queries(PLANS["single"], "one"),
+                                     "login": "password", "db_host": "127.0.0.1", "db_port": 5432, "db_admin": "dify"}
     assert exporters["redis"]["redis_url"] == "redis://127.0.0.1:6379"
     assert monitoring.host_exporters(PLANS["split"], "data")["postgres"]["login"] == "peer"
     assert monitoring.host_port("[2001:db8::1]", 1) == "[2001:db8::1]:1" == monitoring.host_port("2001:db8::1", 1)

@@ -18,6 +18,7 @@ import yaml
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.difyops.dify.plugins.filter.monitoring import FilterModule
+from ansible_collections.difyops.dify.plugins.plugin_utils import monitoring
 from ansible_collections.difyops.dify.plugins.plugin_utils.monitoring import MIB, alert_rules, checked_options
 from ansible_collections.difyops.dify.plugins.plugin_utils.monitoring_dashboard import grafana_dashboard
 from monitoring_plans import CUSTOM as BASE_CUSTOM, single, split
@@ -25,7 +26,7 @@ from monitoring_plans import CUSTOM as BASE_CUSTOM, single, split
 FILTERS = FilterModule().filters()
 CUSTOM = dict(BASE_CUSTOM, api_latency_quantile=0.95)
 # Panels that graph what no alert reads: GPU utilisation, the hot tables' dead tuples and autovacuum age.
-NOT_ALERTED = {"DCGM_FI_DEV_GPU_UTIL", "pg_stat_user_tables_n_dead_tup", "pg_stat_user_tables_last_autovacuum"}
+NOT_ALERTED = {"DCGM_FI_DEV_GPU_UTIL", "dify_hot_tables_n_dead_tup", "dify_hot_tables_last_autovacuum"}
 METRIC = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{")
 HOST_LABEL = re.compile(r'\bhost(=~|!=|!~|=)"([^"]*)"')
 SELECTOR = re.compile(r"\{[^{}]*\}")
@@ -255,14 +256,17 @@ def test_every_metric_graphed_is_one_the_alert_rules_read(name, options):
     assert (used - alerted) == NOT_ALERTED - (set() if gpu else {"DCGM_FI_DEV_GPU_UTIL"})
 
 
-def test_the_hot_tables_graphed_are_the_plans():
+def test_the_hot_tables_graphed_are_the_ones_postgres_exporter_is_told_to_read():
     plan = PLANS["split"]
     panels = by_host(plan, grafana_dashboard(plan))["data"]
+    query = monitoring.host_exporters(plan, "data")["postgres"]["queries"]["dify_hot_tables"]
     tables = sorted(plan["hosts"]["data"]["settings"]["postgres"]["hot_tables"])
-    assert len(tables) >= 3
-    for title in ("Dead tuples, hot tables", "Autovacuum age, hot tables"):
+    assert len(tables) >= 3 and query["query"].endswith("WHERE relname IN (%s)" % ", ".join("'%s'" % t for t in tables))
+    columns = {name: spec["usage"] for metric in query["metrics"] for name, spec in metric.items()}
+    for title, column in (("Dead tuples, hot tables", "n_dead_tup"), ("Autovacuum age, hot tables", "last_autovacuum")):
         expr = titled(panels, title)["targets"][0]["expr"]
-        assert 'relname=~"%s"' % "|".join(tables) in expr and 'host="data"' in expr, expr
+        assert "dify_hot_tables_%s{host=\"data\"}" % column in expr and columns[column] == "GAUGE", expr
+    assert columns["relname"] == "LABEL"
 
 
 @pytest.mark.parametrize("gpu_exporter", ["textfile", "dcgm"])
