@@ -54,6 +54,15 @@ newest_python() {
   die "the newest toolchain needs Python 3.12 or 3.13 (pyenv install 3.13, or set DIFYOPS_PYTHON_NEWEST)"
 }
 
+# Switch this shell's tools to the newest pinned toolchain (requirements/newest.txt: ansible-core
+# 2.21 on Python 3.13 or 3.12, in .venv-newest); tools run from it inherit the choice.
+use_newest_toolchain() {
+  PYTHON="$(newest_python)"
+  REQUIREMENTS="$REPO_ROOT/requirements/newest.txt"
+  VENV="${DIFYOPS_VENV_NEWEST:-$REPO_ROOT/.venv-newest}"
+  export DIFYOPS_PYTHON="$PYTHON" DIFYOPS_REQUIREMENTS="$REQUIREMENTS" DIFYOPS_VENV="$VENV"
+}
+
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
 

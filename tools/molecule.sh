@@ -6,7 +6,12 @@
 # that their waits (apt, image loads, health checks) overlap. Their output is prefixed with the lane.
 # DIFYOPS_MOLECULE_LANES=1, or naming scenarios, runs them one after the other.
 source "$(dirname "$0")/lib.sh"
+# Molecule runs with the newest pinned toolchain (ansible-core 2.21), what operators install today;
+# unit, sanity and lint run with both (tools/test-all.sh).
+use_newest_toolchain
+"$REPO_ROOT/tools/venv.sh"
 activate_venv
+log "molecule with $(ansible --version | head -1) on $(python -V)"
 
 start=$SECONDS
 "$REPO_ROOT/tools/build-images.sh"
