@@ -315,19 +315,19 @@ def postgres_queries(plan: Mapping[str, Any], host: str) -> Dict[str, Any]:
     relname}``. Named apart from the exporter's own pg_stat_user_tables collector (newer releases),
     so that the two never collide; pg_monitor may read the statistics."""
     names = ", ".join("'%s'" % table for table in hot_tables(plan, host) if _TABLE.match(table))
-    return {"dify_hot_tables": {
-        "query": "SELECT current_database() AS datname, schemaname, relname, n_dead_tup, n_live_tup, "
-                 "COALESCE(EXTRACT(EPOCH FROM last_autovacuum), 0) AS last_autovacuum, autovacuum_count "
-                 "FROM pg_stat_user_tables WHERE relname IN (%s)" % (names or "NULL"),
-        "metrics": [
-            {"datname": {"usage": "LABEL", "description": "The database"}},
-            {"schemaname": {"usage": "LABEL", "description": "The table's schema"}},
-            {"relname": {"usage": "LABEL", "description": "The table"}},
-            {"n_dead_tup": {"usage": "GAUGE", "description": "Estimated dead rows of the table"}},
-            {"n_live_tup": {"usage": "GAUGE", "description": "Estimated live rows of the table"}},
-            {"last_autovacuum": {"usage": "GAUGE", "description": "When autovacuum last vacuumed the table (Unix time; 0: never)"}},
-            {"autovacuum_count": {"usage": "COUNTER", "description": "Times autovacuum vacuumed the table"}},
-        ]}}
+    query = ("SELECT current_database() AS datname, schemaname, relname, n_dead_tup, n_live_tup, "
+             "COALESCE(EXTRACT(EPOCH FROM last_autovacuum), 0) AS last_autovacuum, autovacuum_count "
+             "FROM pg_stat_user_tables WHERE relname IN (%s)" % (names or "NULL"))
+    metrics = [
+        {"datname": {"usage": "LABEL", "description": "The database"}},
+        {"schemaname": {"usage": "LABEL", "description": "The table's schema"}},
+        {"relname": {"usage": "LABEL", "description": "The table"}},
+        {"n_dead_tup": {"usage": "GAUGE", "description": "Estimated dead rows of the table"}},
+        {"n_live_tup": {"usage": "GAUGE", "description": "Estimated live rows of the table"}},
+        {"last_autovacuum": {"usage": "GAUGE", "description": "When autovacuum last vacuumed the table (Unix time; 0: never)"}},
+        {"autovacuum_count": {"usage": "COUNTER", "description": "Times autovacuum vacuumed the table"}},
+    ]
+    return {"dify_hot_tables": {"query": query, "metrics": metrics}}
 
 
 def redis_check_single_keys(options: Optional[Mapping[str, Any]] = None) -> str:
