@@ -112,9 +112,14 @@ class XidWatch:
         self.events: Optional[Any] = None
 
     def register(self, handles: Sequence[Any]) -> None:
-        """Ask NVML for the XID events of every GPU that supports them (a new NVML session)."""
+        """Ask NVML for the XID events of every GPU that supports them (a new NVML session). Events
+        are best effort: a driver that refuses them leaves the figures to be read all the same."""
         nvml = self.nvml
-        events = nvml.nvmlEventSetCreate()
+        self.events = None
+        try:
+            events = nvml.nvmlEventSetCreate()
+        except nvml.NVMLError_NotSupported:
+            return
         registered = 0
         for handle in handles:
             try:
@@ -126,7 +131,6 @@ class XidWatch:
             self.events = events
         else:
             nvml.nvmlEventSetFree(events)
-            self.events = None
 
     def forget(self) -> None:
         """Drop the event set of an NVML session that failed (its handles are gone with it)."""

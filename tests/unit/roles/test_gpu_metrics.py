@@ -218,6 +218,23 @@ def test_a_wait_with_no_xid_event_ends_at_its_timeout_and_sleeps_when_no_gpu_rep
     assert slept == [2, 3] and "nvmlEventSetFree" in only_t4.calls
 
 
+def test_gpus_whose_xid_events_nvml_refuses_are_still_read():
+    # XID events are best effort: a GPU (or a vGPU) whose driver refuses the event set must not
+    # keep the collector from reading the figures NVML does give.
+    nvml = FakeNvml(gpus())
+
+    def refuse(*_args):
+        raise FakeNvml.NVMLError_NotSupported("no event sets here")
+    nvml.nvmlEventSetCreate = refuse
+    collector = gm.Collector(nvml)
+    samples = parse(collector.scrape())
+    assert samples["difyops_gpu_nvml_up"] == 1 and samples["DCGM_FI_DEV_GPU_TEMP{%s}" % labels(L4)] == 61
+    slept: List[float] = []
+    collector.xids.sleep = slept.append
+    collector.wait(4)
+    assert slept == [4] and collector.open
+
+
 def test_nvml_that_does_not_start_is_reported_with_its_error_and_tried_again():
     nvml = FakeNvml(gpus())
     nvml.fail["nvmlInit"] = FakeNvml.NVMLError_DriverNotLoaded
