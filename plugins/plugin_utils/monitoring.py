@@ -358,16 +358,20 @@ def host_exporters(plan: Any, host: str, options: Optional[Mapping[str, Any]] = 
     """What the monitoring role installs on one host: per exporter kind the host runs, its port,
     address and ``listen`` (``address:port``; the host's planned address, so that only its network
     sees it, or every address, ``:port``, for a host planned without one), plus what the
-    kind needs: postgres the database it reads (``database``, Dify's), its extra queries (``queries``,
-    :func:`postgres_queries`) and
-    how it logs in (``login``: ``peer`` over the socket of the host's own
-    PostgreSQL, or ``password`` over TCP to the single node's stack, published on 127.0.0.1
-    ``postgres_port``: ``db_host``, ``db_port`` and ``db_admin``, the stack's superuser, who
-    creates the exporter's login); redis the Redis URL (``redis_url``; a single
-    node's Redis on 127.0.0.1) and ``--check-single-keys``; gateway_log the access log mtail
-    reads (``log``); node how the
-    containers are collected (``containers``) and whether the role's NVML collector runs there
-    (``gpu_collector``). (nginx's stub_status is the gateway role's: ``nginx_gateway_status_port``.)"""
+    kind needs:
+
+    - postgres: the database it reads (``database``, Dify's), its extra queries (``queries``,
+      :func:`postgres_queries`) and how it logs in (``login``: ``peer`` over the socket of the
+      host's own PostgreSQL, or ``password`` over TCP to a single node's stack, published on
+      127.0.0.1 ``postgres_port``: ``db_host``, ``db_port``, and ``db_admin``, the stack's
+      superuser, who creates the exporter's login);
+    - redis: the Redis URL (``redis_url``; a single node's Redis on 127.0.0.1) and
+      ``--check-single-keys``;
+    - gateway_log: the access log mtail reads (``log``);
+    - node: how the containers are collected (``containers``) and whether the role's NVML
+      collector runs there (``gpu_collector``).
+
+    (nginx's stub_status is the gateway role's: ``nginx_gateway_status_port``.)"""
     plan = checked_plan(plan)
     opts = checked_options(options)
     if host not in plan["hosts"]:
