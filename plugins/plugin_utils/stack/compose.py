@@ -99,6 +99,10 @@ DATA_DIRS = {
 # A single node's gateway writes a copy of its access log here, on the host (the same path inside
 # its container), for the host's mtail (roles/monitoring); dify_stack rotates it (logrotate).
 GATEWAY_LOG_DIR = "/var/log/dify-gateway"
+# logrotate's file for that log.
+GATEWAY_LOGROTATE = "/etc/logrotate.d/difyops-dify-gateway"
+# Where the project lives unless dify_stack_project_dir says otherwise.
+DEFAULT_PROJECT_DIR = "/opt/dify"
 
 
 class StackError(ValueError):
@@ -881,6 +885,45 @@ def ssrf_allowed_private(plan: Mapping[str, Any], networks: Sequence[str] = ()) 
     return allowed + [str(n) for n in networks if str(n) not in allowed]
 
 
+def project_layout(project: Mapping[str, Any], project_dir: str, agent_proxy: bool) -> Dict[str, Any]:
+    """What the role writes for one host's project, in order (one file_set call): its directories,
+    then its files with the template that renders each (``templates``, in the same order as
+    ``files``), then ``compose_file``, last, because ``docker compose config`` checks it with the
+    .env written before it. Sandbox and SSRF proxy configuration only where those services run;
+    the gateway log's directory and logrotate file only where nginx runs; the api's storage
+    belongs to the user of Dify's images."""
+    services = project.get("services", {})
+    top = project_dir.rstrip("/") or "/"
+    root = {"owner": "root", "group": "root"}
+    directories: List[Dict[str, str]] = [dict(root, path=top, mode="0750")]
+    if "sandbox" in services:
+        directories += [dict(root, path=top + "/ssrf_proxy"), dict(root, path=top + "/sandbox/conf")]
+    storage = DATA_DIRS["api"]
+    directories += [{"path": "%s/%s" % (top, d)} for d in data_dirs(project) if d != storage]
+    if storage in data_dirs(project):
+        directories.append({"path": "%s/%s" % (top, storage), "owner": str(DIFY_UID)})
+    files: List[Dict[str, Any]] = []
+    templates: List[str] = []
+
+    def add(path: str, template: str, mode: str = "0644", **extra: Any) -> None:
+        files.append(dict(root, path=path, mode=mode, **extra))
+        templates.append(template)
+
+    if "ssrf_proxy" in services:
+        add(top + "/ssrf_proxy/squid.conf", "squid.conf.j2")
+    if agent_proxy:
+        add(top + "/ssrf_proxy/squid-agent.conf", "squid-agent.conf.j2")
+    if "sandbox" in services:
+        add(top + "/sandbox/conf/config.yaml", "sandbox-config.yaml.j2")
+    if "nginx" in services:
+        directories += [dict(root, path=GATEWAY_LOG_DIR, mode="0755"),
+                        dict(root, path=GATEWAY_LOGROTATE.rsplit("/", 1)[0], mode="0755")]
+        add(GATEWAY_LOGROTATE, "logrotate-gateway.j2")
+    add(top + "/.env", "env.j2", mode="0600", secret=True)
+    return {"directories": directories, "files": files, "templates": templates,
+            "compose_file": dict(root, path=top + "/compose.yaml", mode="0640")}
+
+
 def bundle(plan: Mapping[str, Any], host: str, options: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """Everything the role needs for one host: the project and what follows from it."""
     opts = options or {}
@@ -916,6 +959,8 @@ def bundle(plan: Mapping[str, Any], host: str, options: Optional[Mapping[str, An
         "ports": published_ports(project),
         # The gateway's access log on the host (a single node's nginx), which the role rotates.
         "gateway_log_dir": GATEWAY_LOG_DIR if "nginx" in project["services"] else None,
+        "layout": project_layout(project, str(opts.get("project_dir") or DEFAULT_PROJECT_DIR),
+                                 "agent_ssrf_proxy" in project["services"]),
         "firewall": rules,
         "firewall_ruleset": ruleset,
         "inference": {"endpoint": endpoint_url, "model": inference.get("model"), "engine": inference.get("engine"),
