@@ -1,8 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: difyops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters that turn the fleet plan into one host's Compose project and check it (documentation
-in the .yml files beside)."""
+"""Filters that turn the fleet plan into one host's Compose project, check it and report what became
+of it (documentation in the .yml files beside)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.validate import as_bool
 from ansible_collections.difyops.dify.plugins.plugin_utils.stack import versions
 from ansible_collections.difyops.dify.plugins.plugin_utils.stack.compose import VERSION_FIELD, StackError, bundle
 from ansible_collections.difyops.dify.plugins.plugin_utils.stack.moves import plan_data_moves as _plan_data_moves
+from ansible_collections.difyops.dify.plugins.plugin_utils.stack.status import StatusError
+from ansible_collections.difyops.dify.plugins.plugin_utils.stack.status import status as _status
 from ansible_collections.difyops.dify.plugins.plugin_utils.upgrade import upgrade_steps
 from ansible_collections.difyops.dify.plugins.plugin_utils.values import plain as _plain
 
@@ -85,6 +88,23 @@ def dify_upgrade(deployed: Mapping[str, Any], target: str, plan: Optional[Mappin
     return result
 
 
+def stack_status(services: Any, state: str, started: Any, docker_rc: Any = 1, docker_error: Any = "", missing: Any = (),
+                 pull: str = "missing", pull_error: Any = None, load_error: Any = None, up_error: Any = None,
+                 health_timeout: Any = 600, project_dir: Any = "/opt/dify", host: Any = "") -> Dict[str, Any]:
+    """What became of one host's stack (state, step, reason) and whether the host fails, with the
+    failure's step, fix and message; see plugin_utils/stack/status.py."""
+    flag = as_bool(_plain(started))
+    if flag is None:
+        raise AnsibleFilterError("stack_status: started must be a boolean, got %r" % (_plain(started),))
+    try:
+        return _status(_plain(services), state=_plain(state), started=flag, docker_rc=_plain(docker_rc),
+                       docker_error=_plain(docker_error), missing=_plain(missing), pull=_plain(pull),
+                       pull_error=_plain(pull_error), load_error=_plain(load_error), up_error=_plain(up_error),
+                       health_timeout=_plain(health_timeout), project_dir=_plain(project_dir), host=_plain(host))
+    except StatusError as exc:
+        raise AnsibleFilterError("stack_status: %s" % exc)
+
+
 class FilterModule:
     """The Compose filters."""
 
@@ -94,4 +114,5 @@ class FilterModule:
             "dify_upgrade": dify_upgrade,
             "compose_project": compose_project,
             "compose_schema_errors": compose_schema_errors,
+            "stack_status": stack_status,
         }
