@@ -226,7 +226,7 @@ for n in "${sizes[@]}"; do
       "$(wc -l < "$work/trips-$n.tsv")" "$(cut -f3 "$work/trips-$n.tsv" | sort -u | wc -l)"
     printf '| play \\| role : task | round trips | hosts |\n| --- | ---: | ---: |\n'
     awk -F '\t' '{ t[$3]++; if (!(($3, $2) in seen)) { seen[$3, $2] = 1; h[$3]++ } } END { for (k in t) printf "%d\t%d\t%s\n", t[k], h[k], k }' \
-      "$work/trips-$n.tsv" | sort -t $'\t' -k1,1nr -k3,3 | head -10 | awk -F '\t' '{ gsub(/\|/, "\\|", $3); printf "| %s | %d | %d |\n", $3, $1, $2 }'
+      "$work/trips-$n.tsv" | sort -t $'\t' -k1,1nr -k3,3 | awk -F '\t' 'NR <= 10 { gsub(/\|/, "\\|", $3); printf "| %s | %d | %d |\n", $3, $1, $2 }'
   } >> "$work/details"
   [[ -n "$first" ]] || first=$converge
   printf '| %d | %.1f | %.1f | %.1f | %.2f | %.2f | %.1f / %.1f / %.1f | %.1f / %.1f | %.2f of %d |\n' "$n" "$facts" "$converge" "$rerun" \
