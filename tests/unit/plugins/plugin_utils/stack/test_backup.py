@@ -17,29 +17,21 @@ from hypothesis import strategies as st
 from ansible.errors import AnsibleFilterError
 from ansible_collections.difyops.dify.plugins.filter import backup as backup_filter
 from ansible_collections.difyops.dify.plugins.filter.compose import compose_project
-from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
 from ansible_collections.difyops.dify.plugins.plugin_utils.stack import backup
 from ansible_collections.difyops.dify.plugins.plugin_utils.stack.compose import DATA_DIRS
+import stack_plans
 
 REPO = pathlib.Path(__file__).resolve().parents[5]
-ALL = ["gateway", "app", "database", "redis", "vector_store"]
 SECRETS = "/etc/difyops/dify-secrets.json"
 S3 = {"endpoint": "https://s3.example", "bucket": "dify"}
 
 
 def single(vector_store="pgvector"):
-    return plan_fleet([{"name": "one", "vcpus": 4, "memory_mb": 16000, "components": ALL, "address": "192.0.2.10"}],
-                      {"vector_store": vector_store})
+    return stack_plans.single(vector_store=vector_store)
 
 
 def fleet(vector_store="pgvector"):
-    return plan_fleet([
-        {"name": "gw", "vcpus": 2, "memory_mb": 4000, "components": ["gateway"], "address": "10.0.0.1"},
-        {"name": "app1", "vcpus": 8, "memory_mb": 32000, "components": ["app"], "address": "10.0.0.2"},
-        {"name": "app2", "vcpus": 8, "memory_mb": 32000, "components": ["app"], "address": "10.0.0.3"},
-        {"name": "data", "vcpus": 8, "memory_mb": 32000, "components": ["database", "redis", "vector_store"],
-         "address": "10.0.0.4"},
-    ], {"object_storage": True, "vector_store": vector_store})
+    return stack_plans.split(vector_store=vector_store)
 
 
 def project(plan, host, storage=None):

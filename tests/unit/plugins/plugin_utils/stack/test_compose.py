@@ -17,30 +17,19 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.difyops.dify.plugins.filter.compose import compose_project, compose_schema_errors
 from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
 from ansible_collections.difyops.dify.plugins.plugin_utils.stack import compose, reference_1_13_3
+from stack_plans import ALL, single, split
 
 REPO = pathlib.Path(__file__).resolve().parents[5]
 TABLES = REPO / "reference"
 SCHEMA = json.loads((REPO / "roles" / "dify_stack" / "files" / "compose-spec.json").read_text(encoding="utf-8"))
-ALL = ["gateway", "app", "database", "redis", "vector_store"]
 # A GPU as difyops.dify.gpu_facts reports it: the stand-in for hardware this machine lacks.
 L40S = {"index": 0, "name": "NVIDIA L40S", "memory_total_mib": 46068, "uuid": "GPU-0b1", "compute_capability": "8.9"}
 
 
-def single(memory_mb=16000, vcpus=4, vector_store="weaviate"):
-    return plan_fleet([{"name": "one", "vcpus": vcpus, "memory_mb": memory_mb, "components": ALL, "address": "192.0.2.10"}],
-                      {"vector_store": vector_store})
-
-
 def fleet(vector_store="weaviate"):
-    return plan_fleet([
-        {"name": "gw", "vcpus": 2, "memory_mb": 4000, "components": ["gateway"], "address": "10.0.0.1"},
-        {"name": "app1", "vcpus": 8, "memory_mb": 32000, "components": ["app"], "address": "10.0.0.2"},
-        {"name": "app2", "vcpus": 8, "memory_mb": 32000, "components": ["app"], "address": "10.0.0.3"},
-        {"name": "data", "vcpus": 8, "memory_mb": 32000, "components": ["database", "redis", "vector_store"],
-         "address": "10.0.0.4"},
+    return split(vector_store=vector_store, extra_hosts=[
         {"name": "gpu", "vcpus": 16, "memory_mb": 64000, "components": ["gpu_inference"], "address": "10.0.0.5",
-         "gpus": [L40S]},
-    ], {"object_storage": True, "vector_store": vector_store})
+         "gpus": [L40S]}])
 
 
 S3 = {"object_storage": {"endpoint": "https://s3.example", "bucket": "dify"}}

@@ -12,27 +12,11 @@ import pytest
 import yaml
 
 from ansible_collections.difyops.dify.plugins.filter.compose import compose_project
-from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
+from stack_plans import single, split
 
 REPO = pathlib.Path(__file__).resolve().parents[5]
 TEMPLATES = REPO / "roles" / "dify_stack" / "templates"
-ALL = ["gateway", "app", "database", "redis", "vector_store"]
 ROOT = {"owner": "root", "group": "root"}
-
-
-def single(version="1.13.3"):
-    return plan_fleet([{"name": "one", "vcpus": 4, "memory_mb": 16000, "components": ALL, "address": "192.0.2.10"}],
-                      {"vector_store": "weaviate", "version": version})
-
-
-def split(version="1.13.3"):
-    return plan_fleet([
-        {"name": "gw", "vcpus": 2, "memory_mb": 4000, "components": ["gateway"], "address": "10.0.0.1"},
-        {"name": "app1", "vcpus": 8, "memory_mb": 32000, "components": ["app"], "address": "10.0.0.2"},
-        {"name": "app2", "vcpus": 8, "memory_mb": 32000, "components": ["app"], "address": "10.0.0.3"},
-        {"name": "data", "vcpus": 8, "memory_mb": 32000, "components": ["database", "redis", "vector_store"],
-         "address": "10.0.0.4"},
-    ], {"object_storage": True, "vector_store": "qdrant", "version": version})
 
 
 def paths(entries):
@@ -40,7 +24,7 @@ def paths(entries):
 
 
 def test_single_node_writes_every_configuration_the_stack_mounts_in_order():
-    layout = compose_project(single(), "one", {"project_dir": "/srv/dify"})["layout"]
+    layout = compose_project(single("1.13.3"), "one", {"project_dir": "/srv/dify"})["layout"]
     assert layout["directories"] == [
         dict(ROOT, path="/srv/dify", mode="0750"),
         dict(ROOT, path="/srv/dify/ssrf_proxy"),
@@ -67,14 +51,14 @@ def test_single_node_writes_every_configuration_the_stack_mounts_in_order():
 
 
 def test_the_default_project_directory_and_a_trailing_slash():
-    assert compose_project(single(), "one")["layout"]["compose_file"]["path"] == "/opt/dify/compose.yaml"
-    layout = compose_project(single(), "one", {"project_dir": "/srv/dify/"})["layout"]
+    assert compose_project(single("1.13.3"), "one")["layout"]["compose_file"]["path"] == "/opt/dify/compose.yaml"
+    layout = compose_project(single("1.13.3"), "one", {"project_dir": "/srv/dify/"})["layout"]
     assert layout["directories"][0]["path"] == "/srv/dify"
     assert "/srv/dify/.env" in paths(layout["files"])
 
 
 def test_a_data_host_gets_its_data_directories_and_no_app_or_gateway_files():
-    layout = compose_project(split(), "data")["layout"]
+    layout = compose_project(split("1.13.3"), "data")["layout"]
     assert paths(layout["directories"]) == ["/opt/dify", "/opt/dify/volumes/qdrant", "/opt/dify/volumes/redis/data"]
     assert paths(layout["files"]) == ["/opt/dify/.env"]
     assert layout["templates"] == ["env.j2"]
@@ -82,9 +66,9 @@ def test_a_data_host_gets_its_data_directories_and_no_app_or_gateway_files():
 
 def test_split_gateway_host_gets_no_gateway_log_and_app_host_no_storage_owner_change_elsewhere():
     # A split fleet's gateway is the host's own nginx (nginx_gateway), not the stack's: no log copy.
-    gateway = compose_project(split(), "gw")["layout"]
+    gateway = compose_project(split("1.13.3"), "gw")["layout"]
     assert "/var/log/dify-gateway" not in paths(gateway["directories"])
-    app = compose_project(split(), "app1", {"object_storage": {"endpoint": "https://s3.example", "bucket": "dify"}})["layout"]
+    app = compose_project(split("1.13.3"), "app1", {"object_storage": {"endpoint": "https://s3.example", "bucket": "dify"}})["layout"]
     owned = [d for d in app["directories"] if "owner" in d and d["owner"] != "root"]
     assert owned == [{"path": "/opt/dify/volumes/app/storage", "owner": "1001"}]
 

@@ -22,30 +22,14 @@ from ansible_collections.difyops.dify.plugins.filter.compose import compose_proj
 from ansible_collections.difyops.dify.plugins.module_utils.secrets_keeper import Request, decide, new_value
 from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.catalog import DATA_SERVICES, SERVICE_SPECS
 from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.errors import PlanError
-from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
 from ansible_collections.difyops.dify.plugins.plugin_utils.stack import compose, versions
+from stack_plans import single, split
 
 REPO = pathlib.Path(__file__).resolve().parents[5]
 TABLES = REPO / "reference"
 SCHEMA = json.loads((REPO / "roles" / "dify_stack" / "files" / "compose-spec.json").read_text(encoding="utf-8"))
 TEMPLATES = REPO / "roles" / "dify_stack" / "templates"
-ALL = ["gateway", "app", "database", "redis", "vector_store"]
 S3 = {"object_storage": {"endpoint": "https://s3.example", "bucket": "dify"}}
-
-
-def single(version, memory_mb=16000, vcpus=4, vector_store="weaviate"):
-    return plan_fleet([{"name": "one", "vcpus": vcpus, "memory_mb": memory_mb, "components": ALL, "address": "192.0.2.10"}],
-                      {"vector_store": vector_store, "version": version})
-
-
-def split(version, vector_store="qdrant"):
-    return plan_fleet([
-        {"name": "gw", "vcpus": 2, "memory_mb": 4000, "components": ["gateway"], "address": "10.0.0.1"},
-        {"name": "app1", "vcpus": 8, "memory_mb": 32000, "components": ["app"], "address": "10.0.0.2"},
-        {"name": "app2", "vcpus": 8, "memory_mb": 32000, "components": ["app"], "address": "10.0.0.3"},
-        {"name": "data", "vcpus": 8, "memory_mb": 32000, "components": ["database", "redis", "vector_store"],
-         "address": "10.0.0.4"},
-    ], {"object_storage": True, "vector_store": vector_store, "version": version})
 
 
 def load(path):
