@@ -21,8 +21,8 @@
 # not in this fleet).
 #
 # Ansible reaches the hosts over SSH with pipelining and ControlPersist (ansible.cfg), as on a real
-# fleet: each host gets openssh-server and a key made for the run. (The podman connection cannot
-# pipeline, so it costs several `podman` calls per task and would measure podman, not the roles.)
+# fleet: each host gets openssh-server and a key made for the run. (The podman connection pipelines
+# too, with `[connection] pipelining`, but each call is a `podman exec`: it would measure podman.)
 # Every host runs on this machine, so the table also gives the CPU time that the whole machine
 # spent during each run (controller and hosts together), and how many CPUs that kept busy.
 #

@@ -63,7 +63,8 @@ use_newest_toolchain() {
   export DIFYOPS_PYTHON="$PYTHON" DIFYOPS_REQUIREMENTS="$REQUIREMENTS" DIFYOPS_VENV="$VENV"
 }
 
-log() { printf '==> %s\n' "$*" >&2; }
+# The wall-clock time in each line lets a CI log be read as a time budget.
+log() { printf '==> %(%H:%M:%S)T %s\n' -1 "$*" >&2; }
 die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
 
 # Hash of files' contents, for caches keyed on their inputs.
