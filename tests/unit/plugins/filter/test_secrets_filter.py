@@ -2,19 +2,14 @@
 # Copyright: difyops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """secrets_in_use: one value per secret from the deployed .env files, hosts that disagree, and the
-databases whose password is a secret; the role's database markers follow compose.DATA_DIRS."""
+databases whose password is a secret."""
 
 from __future__ import annotations
 
 import base64
-import pathlib
-
-import yaml
 
 from ansible_collections.difyops.dify.plugins.filter.secrets import env_values, secrets_in_use
-from ansible_collections.difyops.dify.plugins.plugin_utils.stack.compose import DATA_DIRS
 
-REPO = pathlib.Path(__file__).resolve().parents[4]
 NAMES = ["SECRET_KEY", "DB_PASSWORD"]
 
 
@@ -48,10 +43,3 @@ def test_initialised_databases_are_reported_with_their_secret():
     found = {"data1": {"env": {}, "databases": [["/opt/dify/volumes/db/data/PG_VERSION", "DB_PASSWORD"]]}}
     assert secrets_in_use(found, NAMES)["databases"] == [
         {"at": "data1:/opt/dify/volumes/db/data/PG_VERSION", "secret": "DB_PASSWORD"}]
-
-
-def test_the_roles_database_markers_are_the_stacks_data_directories():
-    role_vars = yaml.safe_load((REPO / "roles/dify_secrets/vars/main.yml").read_text(encoding="utf-8"))
-    markers = role_vars["_dify_secrets_database_markers"]
-    assert markers == {DATA_DIRS["db_postgres"] + "/PG_VERSION": "DB_PASSWORD",
-                       DATA_DIRS["pgvector"] + "/PG_VERSION": "PGVECTOR_PASSWORD"}
