@@ -7,7 +7,8 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: constants
-author: difyops contributors
+author:
+  - difyops contributors (@difyops)
 version_added: 0.4.0
 short_description: The facts several of the collection's roles share, from one place
 description:
@@ -20,6 +21,7 @@ options:
     description:
       - Names of the facts to answer; none answers all of them as one dictionary.
       - "C(project_dir): where a host's Compose project lives unless C(dify_stack_project_dir) says otherwise."
+      - "C(gateway_port): the gateway's plain HTTP port unless C(dify_stack_gateway_port) says otherwise."
       - "C(app_uid): the UID of Dify's api, worker and plugin daemon containers, the owner of their data."
       - "C(generated_secrets): the secrets a deployment generates when they are not given, in order."
       - "C(given_only_secrets): the secrets only the operator can give (object storage keys, a Hugging Face token)."

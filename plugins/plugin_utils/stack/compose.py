@@ -103,6 +103,9 @@ GATEWAY_LOG_DIR = "/var/log/dify-gateway"
 GATEWAY_LOGROTATE = "/etc/logrotate.d/difyops-dify-gateway"
 # Where the project lives unless dify_stack_project_dir says otherwise.
 DEFAULT_PROJECT_DIR = "/opt/dify"
+# The gateway's plain HTTP port unless dify_stack_gateway_port says otherwise (nginx_gateway's
+# nginx_gateway_port follows it).
+DEFAULT_GATEWAY_PORT = 80
 
 
 class StackError(ValueError):
@@ -748,7 +751,7 @@ def build_project(plan: Mapping[str, Any], host: str, options: Optional[Mapping[
     marketplace = marketplace_enabled(opts)
     storage = opts.get("object_storage") or {}
     spec: Dict[str, Any] = {}
-    port = int(opts.get("gateway_port") or 80)
+    port = int(opts.get("gateway_port") or DEFAULT_GATEWAY_PORT)
     if "nginx" in services:
         spec.update(gateway_service(plan, host, images, port))
     if "api" in services:

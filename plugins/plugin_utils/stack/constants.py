@@ -4,7 +4,7 @@
 """The facts of the collection that several roles need, each from the one module that owns it.
 
 Roles and playbooks read them through the lookup difyops.dify.constants instead of keeping copies:
-the project directory, the app containers' UID, the secrets a deployment generates or only takes,
+the project directory, the gateway's port, the app containers' UID, the secrets a deployment generates or only takes,
 their formats, the shortest secret accepted, Dify's published default secrets and the passwords
 PostgreSQL must never get, and the data directories whose presence says a database holds data.
 """
@@ -39,6 +39,7 @@ def constants() -> Dict[str, Any]:
     """The collection's shared facts by name, as plain data (lists, dicts, strings, integers)."""
     return {
         "project_dir": compose.DEFAULT_PROJECT_DIR,
+        "gateway_port": compose.DEFAULT_GATEWAY_PORT,
         "app_uid": compose.DIFY_UID,
         "generated_secrets": [name for name in compose.SECRET_VARIABLES if name not in compose.GIVEN_ONLY_SECRETS],
         "given_only_secrets": list(compose.GIVEN_ONLY_SECRETS),

@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
 from ansible_collections.difyops.dify.plugins.plugin_utils.stack.constants import constants
 
 from playbook_runner import REPO, run_playbook
@@ -59,6 +60,33 @@ def test_the_stack_targets_files_follow_the_project_directory(tmp_path, project_
     values = rendered(tmp_path, list(PROJECT_PATHS), names, extra)
     expected = project_dir or "/opt/dify"
     assert values == {name: expected + below for name, below in names.items()}
+
+
+@pytest.mark.parametrize("port", [None, 8080])
+def test_the_gateways_port_follows_the_stacks(tmp_path, port):
+    extra = {"dify_stack_gateway_port": port} if port else {}
+    values = rendered(tmp_path, ["nginx_gateway/defaults"], ["nginx_gateway_port"], extra)
+    assert values == {"nginx_gateway_port": port or 80}
+
+
+@pytest.mark.parametrize("ports, refused", [({"nginx_gateway_port": 8080}, True),
+                                            ({"nginx_gateway_port": 8080, "dify_stack_gateway_port": 8080}, False),
+                                            ({"dify_stack_gateway_port": 8080}, False)])
+def test_a_single_nodes_nginx_must_listen_where_the_stack_publishes_it(tmp_path, ports, refused):
+    plan = plan_fleet([{"name": "one", "vcpus": 4, "memory_mb": 16000,
+                        "components": ["gateway", "app", "database", "redis", "vector_store"]}], {})
+    variables = dict(LOCAL, nginx_gateway_plan=plan["hosts"]["one"], nginx_gateway_upstreams=plan["fleet"]["gateway_upstreams"],
+                     nginx_gateway_target="stack", **ports)
+    play = [{"name": "Check", "hosts": "one", "gather_facts": False,
+             "tasks": [{"name": "Check the inputs", "ansible.builtin.include_role": {
+                 "name": "difyops.dify.nginx_gateway", "tasks_from": "preflight"}}]}]
+    proc, report = run_playbook(tmp_path, {"all": {"hosts": {"one": variables}}}, play)
+    failed = [result["msg"] for task in report["plays"][0]["tasks"] for result in task["hosts"].values() if result.get("failed")]
+    if refused:
+        assert proc.returncode != 0 and len(failed) == 1
+        assert "nginx_gateway_port is 8080, but the stack publishes its nginx on dify_stack_gateway_port 80" in failed[0]
+    else:
+        assert proc.returncode == 0, failed or proc.stdout[-3000:]
 
 
 def test_dify_secrets_refuses_dify_1_16s_published_agent_key(tmp_path):

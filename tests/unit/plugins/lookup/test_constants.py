@@ -31,8 +31,9 @@ def load(path: pathlib.Path):
 
 def test_every_fact_is_plain_data():
     assert json.loads(json.dumps(FACTS)) == FACTS
-    assert sorted(FACTS) == ["app_uid", "database_markers", "generated_secrets", "given_only_secrets", "known_default_passwords",
-                             "project_dir", "secret_formats", "secret_min_length", "upstream_default_secrets"]
+    assert sorted(FACTS) == ["app_uid", "database_markers", "gateway_port", "generated_secrets", "given_only_secrets",
+                             "known_default_passwords", "project_dir", "secret_formats", "secret_min_length",
+                             "upstream_default_secrets"]
 
 
 def test_the_secrets_are_the_stacks_generated_ones_then_the_given_only_ones():
@@ -64,10 +65,11 @@ def test_the_database_markers_are_the_stacks_data_directories():
                                          compose.DATA_DIRS["pgvector"] + "/PG_VERSION": "PGVECTOR_PASSWORD"}
 
 
-def test_the_project_directory_is_dify_stacks_default():
+def test_the_project_directory_and_the_gateway_port_are_dify_stacks_defaults():
     defaults = load(REPO / "roles" / "dify_stack" / "defaults" / "main.yml")
     spec = load(REPO / "roles" / "dify_stack" / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
     assert FACTS["project_dir"] == defaults["dify_stack_project_dir"] == spec["dify_stack_project_dir"]["default"]
+    assert FACTS["gateway_port"] == defaults["dify_stack_gateway_port"] == spec["dify_stack_gateway_port"]["default"] == 80
     assert FACTS["app_uid"] == compose.DIFY_UID
 
 
@@ -83,12 +85,12 @@ def test_an_unknown_name_is_refused_with_the_known_ones():
 
 
 def test_no_role_or_playbook_keeps_a_copy_of_a_shared_fact():
-    copies = {"/opt/dify": "project_dir", "difyai123456": "known_default_passwords",
+    copies = {"/opt/dify": "project_dir", "_port: 80\n": "gateway_port", "difyai123456": "known_default_passwords",
               "QaHbTe77CtuXmsfyhR7": "upstream_default_secrets", "PLUGIN_DIFY_INNER_API_KEY": "generated_secrets",
               "volumes/db/data": "database_markers"}
-    owner = REPO / "roles" / "dify_stack" / "defaults" / "main.yml"  # dify_stack_project_dir's default
+    owner = REPO / "roles" / "dify_stack" / "defaults" / "main.yml"  # dify_stack_project_dir's and _gateway_port's
     paths = sorted(REPO.glob("roles/*/defaults/main.yml")) + sorted(REPO.glob("roles/*/vars/main.yml"))
     paths += sorted((REPO / "playbooks").rglob("*.yml"))
     found = ["%s: %s (%s)" % (path.relative_to(REPO), literal, fact) for path in paths for literal, fact in copies.items()
-             if literal in path.read_text(encoding="utf-8") and not (path == owner and fact == "project_dir")]
+             if literal in path.read_text(encoding="utf-8") and not (path == owner and fact in ("project_dir", "gateway_port"))]
     assert found == []
