@@ -171,7 +171,9 @@ def test_mtail_counts_each_route_and_status(tmp_path):
 
 PORTS = {"gateway": free_port(), "status": free_port(), "api": free_port(), "web": free_port(), "plugin_daemon": free_port()}
 HOSTS = {
-    "live": {"nginx_gateway_port": PORTS["gateway"], "nginx_gateway_status_port": PORTS["status"],
+    # The stack target listens on the port the stack publishes: dify_stack_gateway_port, which
+    # nginx_gateway_port follows.
+    "live": {"dify_stack_gateway_port": PORTS["gateway"], "nginx_gateway_status_port": PORTS["status"],
              "nginx_gateway_upstreams": {name: ["127.0.0.1:%d" % PORTS[name]] for name in ("api", "web", "plugin_daemon")}},
     "defaults": {},
     "nostatus": {"nginx_gateway_status_port": 0},
