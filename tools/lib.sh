@@ -74,8 +74,11 @@ ensure_collection_link() {
   local ns_dir="$CACHE_DIR/collections/ansible_collections/difyops"
   mkdir -p "$ns_dir"
   if [[ "$(readlink "$ns_dir/dify" 2>/dev/null)" != "$REPO_ROOT" ]]; then
-    rm -rf "$ns_dir/dify"
-    ln -s "$REPO_ROOT" "$ns_dir/dify"
+    # Replaced in one rename: make test runs two toolchains' checks at once, and either may come here.
+    rm -rf "$ns_dir/dify.$$"
+    ln -s "$REPO_ROOT" "$ns_dir/dify.$$"
+    [[ -L "$ns_dir/dify" || ! -e "$ns_dir/dify" ]] || rm -rf "$ns_dir/dify"
+    mv -T "$ns_dir/dify.$$" "$ns_dir/dify"
   fi
 }
 

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Run every check in order and stop at the first failure:
-# unit tests, ansible-test sanity, ansible-lint (ansible-core 2.19 on Python 3.11), the same three
-# with the newest toolchain (ansible-core 2.21 on Python 3.12+), the packaging check, molecule.
+# Run every check and stop at the first failure: unit tests, ansible-test sanity, ansible-lint
+# (ansible-core 2.19 on Python 3.11), the same three with the newest toolchain (ansible-core 2.21
+# on Python 3.12+), the packaging check, molecule.
 # Ends with one summary line of what passed and failed.
-# The test hosts' images and the stand-ins build in the background meanwhile (their time is mostly
-# the network's and the disk's); molecule waits for them and finds them cached.
+# Two jobs run in the background meanwhile, since these checks leave a CPU idle most of the time:
+# the test hosts' images and the stand-ins (mostly the network's and the disk's time), which
+# molecule then finds cached, and the newest toolchain's checks (their stage waits for them;
+# tools/lint.sh takes a lock, so that the two ansible-lint runs never share the project at once).
 source "$(dirname "$0")/lib.sh"
 
 stages=(unit sanity lint newest package molecule)
@@ -16,28 +18,36 @@ run_stage() {
     unit)     activate_venv && "$REPO_ROOT/tools/unit.sh" ;;
     sanity)   "$REPO_ROOT/tools/sanity.sh" ;;
     lint)     "$REPO_ROOT/tools/lint.sh" ;;
-    newest)   "$REPO_ROOT/tools/newest.sh" ;;
+    newest)   return "$newest_status" ;;
     package)  "$REPO_ROOT/tools/package.sh" ;;
-    molecule) wait_for_images && "$REPO_ROOT/tools/molecule.sh" ;;
+    molecule) "$REPO_ROOT/tools/molecule.sh" ;;
   esac
 }
 
-images_log="$CACHE_DIR/images.log"
 mkdir -p "$CACHE_DIR"
-( "$REPO_ROOT/tools/build-images.sh" && "$REPO_ROOT/tools/build-standins.sh" ) >"$images_log" 2>&1 &
-images_pid=$!
-
-# wait_for_images: the background build's output, once it ended. A failed build is only reported:
-# molecule.sh builds what is missing again, in the foreground, and stops with the build's error.
-wait_for_images() {
-  [[ -n $images_pid ]] || return 0
-  local status=0
-  wait "$images_pid" || status=$?
-  images_pid=""
-  sed 's/^/[images] /' "$images_log" >&2
-  [[ $status -eq 0 ]] || log "the background build of the test images failed (status $status)"
-  return 0
+declare -A job_pid=() job_log=()
+# start_job NAME COMMAND...: run COMMAND in the background, its output kept for finish_job.
+start_job() {
+  local name=$1; shift
+  job_log[$name]="$CACHE_DIR/$name.log"
+  "$@" >"${job_log[$name]}" 2>&1 &
+  job_pid[$name]=$!
 }
+# finish_job NAME: wait for the job (in this shell, its parent), print its output prefixed with
+# its name, and return its status; a job already finished returns 0.
+finish_job() {
+  local name=$1 status=0
+  [[ -n ${job_pid[$name]:-} ]] || return 0
+  wait "${job_pid[$name]}" || status=$?
+  job_pid[$name]=""
+  sed "s/^/[$name] /" "${job_log[$name]}" >&2
+  return "$status"
+}
+
+build_images() { "$REPO_ROOT/tools/build-images.sh" && "$REPO_ROOT/tools/build-standins.sh"; }
+start_job images build_images
+start_job newest "$REPO_ROOT/tools/newest.sh"
+newest_status=0
 
 "$REPO_ROOT/tools/venv.sh"
 failed=""
@@ -48,6 +58,13 @@ for stage in "${stages[@]}"; do
   fi
   log "stage: $stage"
   start=$SECONDS
+  case "$stage" in
+    # Both wait here, in the shell that started them (a stage runs in a subshell).
+    newest) finish_job newest || newest_status=$? ;;
+    # A failed background build is only reported: molecule.sh builds what is missing again, in the
+    # foreground, and stops with the build's error.
+    molecule) finish_job images || log "the background build of the test images failed (status $?)" ;;
+  esac
   if (run_stage "$stage"); then
     result[$stage]="passed in $((SECONDS - start))s"
   else
@@ -57,7 +74,9 @@ for stage in "${stages[@]}"; do
   log "stage: $stage ${result[$stage]}"
 done
 
-wait_for_images
+# A run that stopped early leaves no job behind (their output is not needed then).
+finish_job newest 2>/dev/null || true
+finish_job images 2>/dev/null || true
 passed=0
 echo
 for stage in "${stages[@]}"; do
