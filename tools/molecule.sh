@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Build the podman test hosts (cached) and run molecule scenarios with the podman driver.
 # usage: tools/molecule.sh [SCENARIO ...]   (default: every scenario under molecule/)
-# With no scenario named, every scenario runs, in two lanes at once (one scenario after the other in each) - the fleet
-# scenarios (default, stack: many hosts, most of the time) in one, the others in the second - so
-# that their waits (apt, image loads, health checks) overlap. Their output is prefixed with the lane.
+# With no scenario named, every scenario runs, two at a time: two lanes take the next scenario from
+# one queue, the longest first (the order of LONGEST_FIRST, by their times in CI), so that both
+# lanes end at about the same time and their waits (apt, image loads, health checks) overlap. Each
+# line of output is prefixed with its scenario. A failure stops both lanes from starting another.
 # DIFYOPS_MOLECULE_LANES=1, or naming scenarios, runs them one after the other.
 source "$(dirname "$0")/lib.sh"
 # Molecule runs with the newest pinned toolchain (ansible-core 2.21), what operators install today;
@@ -49,20 +50,52 @@ if [[ $# -gt 0 || ${DIFYOPS_MOLECULE_LANES:-2} == 1 ]]; then
   exit
 fi
 
-fleet=(default stack)
-others=()
+# Longest first (CI, 2026-11-30): the split fleet, the single node, the services fleet, then the rest.
+LONGEST_FIRST=(default stack services container_runtime host_tuning secrets hardware_facts)
+scenarios=()
+for name in "${LONGEST_FIRST[@]}"; do
+  [[ -f "$REPO_ROOT/molecule/$name/molecule.yml" ]] && scenarios+=("$name")
+done
 for f in "$REPO_ROOT"/molecule/*/molecule.yml; do
   name=$(basename "$(dirname "$f")")
-  [[ " ${fleet[*]} " == *" $name "* ]] || others+=("$name")
+  [[ " ${scenarios[*]} " == *" $name "* ]] || scenarios+=("$name")
 done
+queue="$CACHE_DIR/molecule-queue"
+mkdir -p "$CACHE_DIR"
+printf '0\n' > "$queue"
+rm -f "$queue.failed"
+
+# next_scenario: the queue's next scenario on stdout, or nothing once it is empty or a lane failed.
+next_scenario() {
+  local index
+  exec 8>"$queue.lock"
+  flock 8
+  index=$(<"$queue")
+  if [[ ! -e "$queue.failed" && $index -lt ${#scenarios[@]} ]]; then
+    printf '%d\n' "$((index + 1))" > "$queue"
+    printf '%s\n' "${scenarios[$index]}"
+  fi
+  flock -u 8
+}
+
+# lane: run scenarios from the queue until it is empty; a failure marks the queue.
+lane() {
+  local scenario
+  while scenario=$(next_scenario) && [[ -n $scenario ]]; do
+    if ! run_lane "$scenario" 2>&1 | sed -u "s/^/[$scenario] /"; then
+      touch "$queue.failed"
+      return 1
+    fi
+  done
+}
+
 started=$SECONDS
-# Line-buffered prefixes keep each lane's lines whole in the interleaved output.
-( run_lane "${fleet[@]}" 2>&1 | sed -u 's/^/[fleet] /' ) &
-fleet_pid=$!
-( run_lane "${others[@]}" 2>&1 | sed -u 's/^/[others] /' ) &
-others_pid=$!
+lane &
+first_pid=$!
+lane &
+second_pid=$!
 status=0
-wait "$fleet_pid" || status=1
-wait "$others_pid" || status=1
-log "molecule: both lanes $([[ $status -eq 0 ]] && echo passed || echo "did not pass") in $((SECONDS - started))s"
+wait "$first_pid" || status=1
+wait "$second_pid" || status=1
+log "molecule: $([[ $status -eq 0 ]] && echo "every scenario passed" || echo "a scenario FAILED") in $((SECONDS - started))s"
 exit "$status"
