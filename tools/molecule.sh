@@ -54,7 +54,7 @@ fi
 LONGEST_FIRST=(default stack services container_runtime host_tuning secrets hardware_facts)
 scenarios=()
 for name in "${LONGEST_FIRST[@]}"; do
-  [[ -f "$REPO_ROOT/molecule/$name/molecule.yml" ]] && scenarios+=("$name")
+  if [[ -f "$REPO_ROOT/molecule/$name/molecule.yml" ]]; then scenarios+=("$name"); fi
 done
 for f in "$REPO_ROOT"/molecule/*/molecule.yml; do
   name=$(basename "$(dirname "$f")")
