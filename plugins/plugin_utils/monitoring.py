@@ -79,7 +79,8 @@ import re
 from typing import Any, Dict, List, Mapping, Optional
 
 from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import PORTS
-from ansible_collections.difyops.dify.plugins.plugin_utils.stack.compose import DATABASES, DB_USER, GATEWAY_LOG_DIR
+from ansible_collections.difyops.dify.plugins.plugin_utils.stack.compose import (DATABASES, DB_USER, GATEWAY_LOG_DIR,
+                                                                                HOST_SERVICES_WHEN_SPLIT)
 
 # Where a split fleet's gateway, Debian's nginx on the host, writes its access log.
 HOST_GATEWAY_LOG = "/var/log/nginx/access.log"
@@ -106,8 +107,6 @@ DEFAULT_HOST_SERVICE_CGROUPS: Dict[str, str] = {
     "nginx": "/system.slice/nginx.service",
     "db_postgres": "/system.slice/system-postgresql.slice/postgresql@.+[.]service",
 }
-# Services that run on the host, outside Compose, when the fleet is split (stack/compose.py).
-HOST_SERVICES_WHEN_SPLIT = ("nginx", "db_postgres")
 
 DEFAULTS: Dict[str, Any] = {
     "ports": {},

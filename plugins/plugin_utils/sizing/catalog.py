@@ -5,27 +5,31 @@
 
 Floors are what a service needs to start and serve light load (MiB, CPUs); weights say how the
 memory and CPU left after the floors are shared; caps bound services that gain nothing from more.
+Each service's own numbers are in its record (services.py); the tables here are views of them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
+
+from .services import SERVICES, ServiceSpec, names
 
 # Inventory components (groups ``dify_<component>``) and the Compose services each one runs.
 COMPONENTS = ("gateway", "app", "database", "redis", "vector_store", "gpu_inference")
 REQUIRED_COMPONENTS = ("gateway", "app", "database", "redis", "vector_store")
 SINGLE_HOST_COMPONENTS = ("database", "redis", "vector_store")
 
-APP_SERVICES = ("api", "worker", "worker_beat", "web", "sandbox", "plugin_daemon", "ssrf_proxy")
+# The services each kind of host runs, from the registry (services.py), in its order.
+APP_SERVICES = names("app", every_version=True)
 # App services that run on one app host of a fleet only (the one that runs the migrations).
-SINGLETON_APP_SERVICES = ("worker_beat", "plugin_daemon")
-VECTOR_STORES = ("weaviate", "qdrant", "pgvector")
+SINGLETON_APP_SERVICES = names("app", singleton=True)
+VECTOR_STORES = names("vector_store")
 # Connection poolers the plan may put in front of the database host's Postgres (dify_postgres_pooler).
 POSTGRES_POOLERS = ("pgbouncer",)
 POSTGRES_POOLER_CHOICES = ("auto",) + POSTGRES_POOLERS + ("none",)
 # Services whose data must never be swapped out: memswap_limit = mem_limit.
-DATA_SERVICES = ("db_postgres", "redis") + VECTOR_STORES
+DATA_SERVICES = names(never_swap=True)
 
 PROFILES = ("edge", "small", "standard", "large")
 
@@ -44,59 +48,8 @@ DIFY_UPLOAD_LIMITS_MB = {
 }
 
 
-@dataclass(frozen=True)
-class ServiceSpec:
-    """Static sizing data of one Compose service.
-
-    ``cpu_weight`` becomes the container's CPU shares: under contention CPU time is shared in
-    proportion, and an idle host lends every core to whoever needs it. ``cpu_cap`` is a hard
-    quota in whole cores for services that cannot use more (one process); None: no quota, the
-    service may use every CPU the host has left after the OS reserve.
-    """
-
-    floor_mb: int
-    weight: float
-    cap_mb: Optional[int]
-    cpu_weight: float
-    cpu_cap: Optional[float] = None
-
-
-# Floors sit above what Dify 1.13.3's own services use at idle, measured from their RSS on a
-# 2-vCPU host (api 431 MB: gunicorn master 47 + one gevent worker 384; worker 390 MB; worker_beat
-# 367 MB, OOM-killed in a loop under a 252 MiB limit; web 116-237 MB; sandbox 115-207 MB;
-# PostgreSQL 87 MiB). api and worker floors grow with their processes and greenlets; see
-# host.service_floor_mb. The request path (nginx, api, web, sandbox, plugin daemon, the
-# databases) has no CPU quota: a slice of one core throttled the sandbox in 2463 of 2496 periods.
-SERVICE_SPECS: Dict[str, ServiceSpec] = {
-    # api's own floor is gunicorn's master process; each gevent process adds its own.
-    "api": ServiceSpec(floor_mb=48, weight=3.0, cap_mb=None, cpu_weight=3.0),
-    "worker": ServiceSpec(floor_mb=0, weight=4.0, cap_mb=None, cpu_weight=1.5),
-    "worker_beat": ServiceSpec(floor_mb=384, weight=0.1, cap_mb=640, cpu_weight=0.2, cpu_cap=1.0),
-    "web": ServiceSpec(floor_mb=256, weight=0.3, cap_mb=1024, cpu_weight=0.5),
-    "sandbox": ServiceSpec(floor_mb=256, weight=0.5, cap_mb=2048, cpu_weight=2.0),
-    # The daemon runs every installed plugin as its own Python process (100-300 MB each).
-    "plugin_daemon": ServiceSpec(floor_mb=384, weight=1.5, cap_mb=16384, cpu_weight=1.0),
-    "ssrf_proxy": ServiceSpec(floor_mb=64, weight=0.1, cap_mb=256, cpu_weight=0.5, cpu_cap=1.0),
-    "nginx": ServiceSpec(floor_mb=48, weight=0.2, cap_mb=512, cpu_weight=1.0),
-    "db_postgres": ServiceSpec(floor_mb=256, weight=3.0, cap_mb=None, cpu_weight=2.0),
-    "redis": ServiceSpec(floor_mb=96, weight=0.5, cap_mb=16384, cpu_weight=1.0),
-    "weaviate": ServiceSpec(floor_mb=1024, weight=3.0, cap_mb=None, cpu_weight=2.0),
-    "qdrant": ServiceSpec(floor_mb=512, weight=2.5, cap_mb=None, cpu_weight=2.0),
-    "pgvector": ServiceSpec(floor_mb=192, weight=2.0, cap_mb=None, cpu_weight=1.5),
-    # PgBouncer is one event-loop process: one core is all it can use, so its quota never throttles
-    # it. Its floor grows with the clients it admits (host.service_floor_mb, PGBOUNCER_CLIENT_KB).
-    "pgbouncer": ServiceSpec(floor_mb=32, weight=0.05, cap_mb=64, cpu_weight=1.0, cpu_cap=1.0),
-    # CPU-side memory of the inference engine (weights stream through host memory on load).
-    "inference": ServiceSpec(floor_mb=2048, weight=2.0, cap_mb=None, cpu_weight=2.0),
-    # Dify 1.16's agent services (stack/versions.py). ESTIMATES, not measured here (their images
-    # cannot be pulled on the test machines): the agent backend is a Python (uvicorn) service like
-    # the api's processes at idle; the local sandbox runs the agent's shell commands, as the code
-    # sandbox runs code, so it gets the sandbox's floor and no CPU quota; the agent's SSRF proxy is
-    # the same squid as ssrf_proxy.
-    "agent_backend": ServiceSpec(floor_mb=320, weight=0.5, cap_mb=2048, cpu_weight=1.0),
-    "local_sandbox": ServiceSpec(floor_mb=256, weight=0.5, cap_mb=2048, cpu_weight=1.0),
-    "agent_ssrf_proxy": ServiceSpec(floor_mb=64, weight=0.1, cap_mb=256, cpu_weight=0.5, cpu_cap=1.0),
-}
+# Every service's floors, weights and caps (services.py explains the numbers).
+SERVICE_SPECS: Dict[str, ServiceSpec] = {name: record.sizing for name, record in SERVICES.items()}
 
 # Dify's api and worker are gevent processes: gunicorn ``--worker-class gevent`` and
 # ``celery worker -P gevent`` (the entrypoint's default, which the plan sets explicitly). One

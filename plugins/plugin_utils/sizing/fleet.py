@@ -20,6 +20,7 @@ from .errors import PlanError
 from .host import DISK_KINDS, HostInput, gateway_rate_limit, plan_host
 from .postgres import (STACK_POSTGRES_VERSIONS, PostgresMemoryError, host_provides_huge_pages, hot_table_settings,
                        postgres_settings)
+from .services import APPS, SERVICES, gateway_upstreams, published_ports
 from .units import ceil_div, clamp
 
 # 2: CPU shares and quotas instead of limits and reservations, replicas, gevent processes and
@@ -27,10 +28,8 @@ from .units import ceil_div, clamp
 PLAN_VERSION = 2
 # Connections kept free for superusers, backups, monitoring and migrations.
 POSTGRES_RESERVED_CONNECTIONS = 15
-PORTS = {"api": 5001, "web": 3000, "plugin_daemon": 5002, "db_postgres": 5432, "redis": 6379,
-         "weaviate": 8080, "qdrant": 6333, "pgvector": 5433, "inference": 8000, "pgbouncer": 6432}
-# pgvector is published on 5433: a split fleet may run the host's PostgreSQL beside it on 5432.
-# PgBouncer listens on its customary 6432.
+# The host port of each service a split fleet reaches on another host (services.py says why each).
+PORTS = published_ports()
 
 # Under dify_postgres_pooler 'auto', the most connections (clients' pools + the reserve) one
 # Postgres is given directly: 2.5 x PGTune's web-profile default of 200. A process per connection
@@ -55,6 +54,10 @@ PGBOUNCER_SPARE_FILES = 100
 # Processes whose SQLAlchemy pools go through the pooler; the plugin daemon (Go, prepared
 # statements, which transaction pooling does not keep) stays on a direct connection.
 POOLED_PROCESSES = ("api", "worker", "worker_beat")
+# The app services the gateways proxy to, in the registry's order.
+GATEWAY_UPSTREAMS = gateway_upstreams()
+# The components whose published services the app hosts (and only they) may reach.
+DATA_ACCESS_COMPONENTS = tuple(dict.fromkeys(r.component for r in SERVICES.values() if r.clients == APPS))
 
 
 def parse_host(raw: Mapping[str, Any], options: Mapping[str, Any], multi_host: bool, problems: List[str],
@@ -245,7 +248,7 @@ def fleet_section(plans: Dict[str, Dict[str, Any]], vector_store: str, beat_host
     if problems:
         raise PlanError(problems)
     app_networks = allowed_networks(apps)
-    data_access = {component: list(app_networks) for component in ("database", "redis", "vector_store", "gpu_inference")}
+    data_access = {component: list(app_networks) for component in DATA_ACCESS_COMPONENTS}
     return {
         "single_node": single_node,
         "dify_version": version,
@@ -260,12 +263,12 @@ def fleet_section(plans: Dict[str, Dict[str, Any]], vector_store: str, beat_host
         "gateway_hosts": [p["name"] for p in plans.values() if "gateway" in p["components"]],
         "gateway_upstreams": {
             service: [_endpoint(p, service, single_node) for p in apps if service in p["services"]]
-            for service in ("api", "web", "plugin_daemon")
+            for service in GATEWAY_UPSTREAMS
         },
         # What each app host serves behind the gateways: the endpoints an upgrade takes out of the
         # upstreams while the host changes (none in a single node, whose gateway is on the host).
         "gateway_endpoints": {} if single_node else {
-            p["name"]: [_endpoint(p, service, single_node) for service in ("api", "web", "plugin_daemon")
+            p["name"]: [_endpoint(p, service, single_node) for service in GATEWAY_UPSTREAMS
                         if service in p["services"]]
             for p in apps
         },

@@ -15,9 +15,10 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from .allocate import water_fill
 from .catalog import (API_GREENLET_MB, API_PROCESS_CAP_MB, API_PROCESS_MB, CELERY_GREENLET_MB, CELERY_POOL_CLASS,
                       CELERY_PROCESS_CAP_MB, CELERY_PROCESS_MB, DATA_SERVICES, DIFY_MIN_MEMORY_MB, DIFY_MIN_VCPUS,
-                      DIFY_UPLOAD_LIMITS_MB, PGBOUNCER_CLIENT_KB, PROFILE_TARGETS, SERVICE_SPECS, ProfileTargets,
-                      auto_profile, services_for)
+                      DIFY_UPLOAD_LIMITS_MB, PGBOUNCER_CLIENT_KB, PROFILE_TARGETS, SERVICE_SPECS, VECTOR_STORES,
+                      ProfileTargets, auto_profile, services_for)
 from .gpu import plan_inference
+from .postgres import STACK_POSTGRES_VERSIONS
 from .units import clamp, human_mb, round_cpus
 
 DISK_KINDS = ("nvme", "ssd", "hdd", "virtual", "network")
@@ -29,7 +30,7 @@ OVERRIDABLE_SETTINGS = ("api_workers", "api_worker_connections", "celery_workers
 
 
 # Services that run PostgreSQL in their container.
-POSTGRES_SERVICES = ("db_postgres", "pgvector")
+POSTGRES_SERVICES = tuple(STACK_POSTGRES_VERSIONS)
 # Open-files limits Docker hands each container (default-ulimits), before the host's own cap.
 CONTAINER_NOFILE_SOFT = 65536
 CONTAINER_NOFILE_HARD = 1048576
@@ -372,7 +373,7 @@ def service_settings(services: Tuple[str, ...], counts: Counts, targets: Profile
         settings["redis"] = redis_settings(planned["redis"]["memory_mb"])
     if "nginx" in services:
         settings["nginx"] = nginx_settings(planned["nginx"]["cpus"], targets, host.setting_overrides)
-    for store in ("weaviate", "qdrant", "pgvector"):
+    for store in VECTOR_STORES:
         if store in services:
             settings["vector_store"] = vector_store_settings(store, planned[store])
     if "inference" in services:

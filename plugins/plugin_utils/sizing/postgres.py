@@ -22,15 +22,14 @@ import re
 from fractions import Fraction
 from typing import Any, Dict, Mapping, Optional
 
+from .services import SERVICES
 from .units import clamp
 
 KB_PER_MB = 1024
 KB_PER_GB = 1024 * 1024
 
-# The PostgreSQL major version each stack service runs: Dify 1.13.3's compose file uses
-# postgres:15-alpine for db_postgres and pgvector/pgvector:pg16 for pgvector
-# (stack/reference_1_13_3.py IMAGES; a unit test keeps the two in step).
-STACK_POSTGRES_VERSIONS = {"db_postgres": 15, "pgvector": 16}
+# The PostgreSQL major version each stack service runs (services.py says where each comes from).
+STACK_POSTGRES_VERSIONS = {name: record.postgres for name, record in SERVICES.items() if record.postgres}
 DEFAULT_POSTGRES_VERSION = 15
 # Every rendered setting is valid from 13 (autovacuum_vacuum_insert_scale_factor) to 17.
 SUPPORTED_POSTGRES_VERSIONS = (13, 14, 15, 16, 17)

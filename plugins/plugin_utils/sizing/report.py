@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping
 from xml.sax.saxutils import escape
 
+from .catalog import VECTOR_STORES
 from .units import human_mb
 
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
@@ -41,7 +42,7 @@ def key_settings(service: str, settings: Mapping[str, Any]) -> str:
         s = settings["nginx"]
         return "%d workers x %d connections; body %d MB; %d r/s" % (
             s["worker_processes"], s["worker_connections"], s["client_max_body_size_mb"], s["rate_limit_rps"])
-    if service in ("weaviate", "qdrant", "pgvector") and "vector_store" in settings:
+    if service in VECTOR_STORES and "vector_store" in settings:
         s = settings["vector_store"]
         if "gomemlimit_mb" in s:
             return "GOMEMLIMIT %d MiB" % s["gomemlimit_mb"]

@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from ..sizing.catalog import VECTOR_STORES
+from ..sizing.postgres import STACK_POSTGRES_VERSIONS
 from .compose import DATA_DIRS, DATABASES, DB_USER, PGVECTOR_USER
 
 MANIFEST_FORMAT = 1
@@ -29,8 +31,9 @@ STAMP_PATTERN = re.compile(r"^[0-9]{8}T[0-9]{6}Z$")
 # single node's nginx, which resolves the api's address once at start (the api comes back on
 # another one) and answers users with 502 meanwhile.
 WRITERS = ("nginx", "api", "worker", "worker_beat", "plugin_daemon")
-# Vector stores whose data is a directory: copied while the service is stopped.
-FILE_VECTOR_STORES = ("weaviate", "qdrant")
+# Vector stores whose data is a directory: copied while the service is stopped (a PostgreSQL
+# one, pgvector, is dumped with pg_dump instead).
+FILE_VECTOR_STORES = tuple(store for store in VECTOR_STORES if store not in STACK_POSTGRES_VERSIONS)
 
 
 class BackupError(ValueError):

@@ -15,6 +15,7 @@ import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
+from ..sizing import services as registry
 from ..sizing.catalog import DIFY_UPLOAD_LIMITS_MB
 from ..sizing.fleet import INFERENCE_CONTAINER_PORTS, PORTS
 from ..sizing.fleet import inference_endpoint as fleet_inference_endpoint
@@ -26,8 +27,7 @@ RUNTIME_ENV = frozenset(("GOMEMLIMIT", "GOMAXPROCS"))
 # Secrets the project refers to; the role generates or takes each one (see dify_secrets): every
 # version's (stack/versions.py), then the ones the operator can only give.
 GIVEN_ONLY_SECRETS = ("S3_ACCESS_KEY", "S3_SECRET_KEY", "HF_TOKEN")
-SECRET_VARIABLES = tuple(dict.fromkeys(
-    [name for version in versions.SUPPORTED for name in versions.secrets(version)] + list(GIVEN_ONLY_SECRETS)))
+SECRET_VARIABLES = tuple(dict.fromkeys(list(versions.every_secret()) + list(GIVEN_ONLY_SECRETS)))
 # Settings that browsers, e-mails, webhooks and the plugin daemon follow: Dify 1.13.3's api image
 # bakes http://127.0.0.1:5001 and :3000 into the first four, so each is set from the public URL.
 PUBLIC_URL_VARIABLES = ("CONSOLE_API_URL", "CONSOLE_WEB_URL", "SERVICE_API_URL", "APP_WEB_URL", "FILES_URL", "TRIGGER_URL")
@@ -36,7 +36,7 @@ VERSION_FIELD = "x-difyops"
 # Internal networks (no route out): the SSRF proxies' and the agent sandbox's.
 INTERNAL_NETWORKS = ("ssrf_proxy_network", "agent_sandbox_network", "local_sandbox_proxy_network")
 # Services run on the host, outside the project, when the fleet is split over several hosts.
-HOST_SERVICES_WHEN_SPLIT = ("nginx", "db_postgres")
+HOST_SERVICES_WHEN_SPLIT = registry.names(host_when_split=True)
 # Inference engines' images; the weights each plan tier loads come from the plan (sizing/gpu.py).
 INFERENCE_IMAGES = {"vllm": "vllm/vllm-openai:v0.9.2", "ollama": "ollama/ollama:0.9.6"}
 # PgBouncer, when the plan puts it in front of Postgres: edoburu/docker-pgbouncer, whose entry
@@ -72,11 +72,13 @@ MANAGED_KNOBS: Tuple[Tuple[Tuple[str, ...], str], ...] = (
 )
 OLLAMA_PORT = INFERENCE_CONTAINER_PORTS["ollama"]
 WEAVIATE_GRPC_PORT = 50051
-SANDBOX_PORT = 8194
-SSRF_PORT = 3128
-# Dify 1.16's agent services: the agent backend's API and the local sandbox's shellctl.
-AGENT_BACKEND_PORT = 5050
-SHELLCTL_PORT = 5004
+# Where services listen inside the project (services.py): the sandbox, the SSRF proxies (one
+# squid port for both), and Dify 1.16's agent services: the agent backend's API and the local
+# sandbox's shellctl.
+SANDBOX_PORT = registry.port("sandbox")
+SSRF_PORT = registry.port("ssrf_proxy")
+AGENT_BACKEND_PORT = registry.port("agent_backend")
+SHELLCTL_PORT = registry.port("local_sandbox")
 # Redis database of the agent backend's runs (upstream's default; Dify uses 0, Celery 1).
 AGENT_REDIS_DB = 2
 PLUGIN_DEBUGGING_PORT = 5003
@@ -88,12 +90,7 @@ POSTGRES_PGDATA = "/var/lib/postgresql/data/pgdata"
 # The pgvector image's superuser (its environment has no POSTGRES_USER).
 PGVECTOR_USER = "postgres"
 # Project-relative directories each service keeps its data in (created by the role).
-DATA_DIRS = {
-    "api": "volumes/app/storage", "worker": "volumes/app/storage", "plugin_daemon": "volumes/plugin_daemon",
-    "db_postgres": "volumes/db/data", "redis": "volumes/redis/data", "weaviate": "volumes/weaviate",
-    "qdrant": "volumes/qdrant", "pgvector": "volumes/pgvector/data", "inference": "volumes/inference",
-    "sandbox": "sandbox/dependencies",
-}
+DATA_DIRS = registry.data_dirs()
 
 
 # A single node's gateway writes a copy of its access log here, on the host (the same path inside
@@ -145,7 +142,7 @@ def endpoint(plan: Mapping[str, Any], component: str, service: str) -> Tuple[str
     ``plugin_daemon_host``): its name on one host, the holder's address and published port on a
     split fleet."""
     if plan["fleet"]["single_node"]:
-        return service, (5432 if service == "pgvector" else PORTS[service])
+        return service, registry.port(service)
     if component == "plugin_daemon_host":
         holder = plan["hosts"][plan["fleet"]["plugin_daemon_host"]]
     else:
@@ -483,7 +480,7 @@ def app_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str], 
         # Where the sandbox installs the code nodes' dependencies from (through the SSRF proxy).
         sandbox_env["PIP_MIRROR_URL"] = pip_mirror
     out["sandbox"] = _service(images["sandbox"], sandbox_env, planned["sandbox"],
-                              volumes=["./sandbox/dependencies:/dependencies", "./sandbox/conf:/conf"],
+                              volumes=["./%s:/dependencies" % DATA_DIRS["sandbox"], "./sandbox/conf:/conf"],
                               networks=["ssrf_proxy_network"],
                               **_healthcheck(["CMD", "curl", "-fsS", "http://localhost:%d/health" % SANDBOX_PORT]))
     if "plugin_daemon" in services:
@@ -590,7 +587,7 @@ def data_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str],
                      "-c", "hba_file=%s/pg_hba.conf" % POSTGRES_PGDATA, "-c", "ident_file=%s/pg_ident.conf" % POSTGRES_PGDATA],
             volumes=["./%s:/var/lib/postgresql/data" % DATA_DIRS["db_postgres"],
                      "./postgres/postgresql.dify.conf:/etc/postgresql/postgresql.conf:ro"],
-            **_published(plan, host_plan, [(PORTS["db_postgres"], 5432)], loopback=True),
+            **_published(plan, host_plan, [(PORTS["db_postgres"], registry.port("db_postgres"))], loopback=True),
             **_healthcheck(["CMD", "pg_isready", "-h", "localhost", "-U", DB_USER, "-d", DATABASES[0]]))
     if "pgbouncer" in services:
         out.update(pgbouncer_service(plan, host, images))
@@ -630,7 +627,7 @@ def data_services(plan: Mapping[str, Any], host: str, images: Mapping[str, str],
             "PGUSER": PGVECTOR_USER, "POSTGRES_PASSWORD": secret("PGVECTOR_PASSWORD"),
             "POSTGRES_DB": "dify", "PGDATA": POSTGRES_PGDATA}, planned["pgvector"], command=flags,
             volumes=["./%s:/var/lib/postgresql/data" % DATA_DIRS["pgvector"]],
-            **_published(plan, host_plan, [(PORTS["pgvector"], 5432)]),
+            **_published(plan, host_plan, [(PORTS["pgvector"], registry.port("pgvector"))]),
             **_healthcheck(["CMD", "pg_isready", "-h", "localhost", "-U", PGVECTOR_USER]))
     return out
 
@@ -854,24 +851,31 @@ def firewall_rules(plan: Mapping[str, Any], host: str, project: Mapping[str, Any
     only the gateway publishes a port."""
     if plan["fleet"]["single_node"]:
         return []
-    access = plan["fleet"]["data_access"]
     gateways = [plan["hosts"][g]["address"] for g in plan["fleet"]["gateway_hosts"]]
-    sources = {"redis": access["redis"], "inference": access["gpu_inference"]}
-    sources.update({s: access["vector_store"] for s in ("weaviate", "qdrant", "pgvector")})
-    sources.update({s: ["%s/%d" % (a, 128 if ":" in a else 32) for a in gateways] for s in ("api", "web")})
     # The fleet's one plugin daemon serves the gateways (/e/ endpoints) and every app host's api and worker.
     apps = [str(h["address"]) for h in hosts_with(plan, "app") if h["name"] != host]
-    sources["plugin_daemon"] = ["%s/%d" % (a, 128 if ":" in a else 32) for a in gateways + [a for a in apps if a not in gateways]]
+    hosts = {registry.GATEWAYS: gateways, registry.GATEWAYS_AND_APPS: gateways + [a for a in apps if a not in gateways]}
     rules = []
     for service, ports in published_ports(project).items():
         for port in ports:
             published = int(port.rsplit(":", 2)[-2])
-            rules.append({"service": service, "port": published, "sources": list(sources.get(service, []))})
+            rules.append({"service": service, "port": published, "sources": _sources(plan, service, hosts)})
     # PgBouncer listens on the host's own network (beside the host's Postgres): the app hosts only.
     if project.get("services", {}).get("pgbouncer", {}).get("network_mode") == "host":
         port = plan["hosts"][host]["settings"]["pgbouncer"]["listen_port"]
-        rules.append({"service": "pgbouncer", "port": port, "sources": list(access["database"])})
+        rules.append({"service": "pgbouncer", "port": port, "sources": _sources(plan, "pgbouncer", hosts)})
     return rules
+
+
+def _sources(plan: Mapping[str, Any], service: str, hosts: Mapping[str, Sequence[str]]) -> List[str]:
+    """Who may reach a service's published port (its record's clients): the fleet's networks of
+    the app hosts for a data service or inference, else the given hosts' own addresses."""
+    record = registry.SERVICES.get(service)
+    if record is None or not record.clients:
+        return []
+    if record.clients == registry.APPS:
+        return list(plan["fleet"]["data_access"][record.component])
+    return ["%s/%d" % (a, 128 if ":" in a else 32) for a in hosts[record.clients]]
 
 
 def ssrf_allowed_private(plan: Mapping[str, Any], networks: Sequence[str] = ()) -> List[str]:

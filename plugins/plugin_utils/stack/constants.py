@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Tuple
 
+from ..sizing.services import SERVICES
 from . import compose, reference_1_13_3, reference_1_16_1, versions
 
 # A secret given by the operator must be at least this long (the generated ones are longer).
@@ -27,12 +28,7 @@ UPSTREAM_DEFAULT_SECRETS = frozenset(
     secret for secret in reference_1_13_3.DEFAULT_SECRETS | reference_1_16_1.DEFAULT_SECRETS if "${" not in secret)
 # The stack's databases: the file whose presence says the data directory holds a cluster, and the
 # secret that is its password (the data directories are compose.DATA_DIRS').
-DATABASE_PASSWORDS = {"db_postgres": "DB_PASSWORD", "pgvector": "PGVECTOR_PASSWORD"}
-
-
-def every_secret_format() -> Dict[str, str]:
-    """Every secret of every supported version with its format (versions.SECRET_FORMATS)."""
-    return {name: form for version in versions.SUPPORTED for name, form in versions.secrets(version).items()}
+DATABASE_PASSWORDS = {name: record.password for name, record in SERVICES.items() if record.password}
 
 
 def constants() -> Dict[str, Any]:
@@ -43,7 +39,7 @@ def constants() -> Dict[str, Any]:
         "app_uid": compose.DIFY_UID,
         "generated_secrets": [name for name in compose.SECRET_VARIABLES if name not in compose.GIVEN_ONLY_SECRETS],
         "given_only_secrets": list(compose.GIVEN_ONLY_SECRETS),
-        "secret_formats": {name: form for name, form in every_secret_format().items() if form != "token"},
+        "secret_formats": {name: form for name, form in versions.every_secret().items() if form != "token"},
         "secret_min_length": SECRET_MIN_LENGTH,
         # Shorter defaults are refused by their length already.
         "upstream_default_secrets": sorted(s for s in UPSTREAM_DEFAULT_SECRETS if len(s) >= SECRET_MIN_LENGTH),

@@ -15,19 +15,12 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from ..sizing.catalog import VECTOR_STORES
+from ..sizing.services import SERVICES
 from .compose import DATA_DIRS
 
-VECTOR_STORES = ("weaviate", "qdrant", "pgvector")
-
-_WHAT = {
-    "db_postgres": "the PostgreSQL database (every app, conversation and dataset)",
-    "pgvector": "the pgvector store (every knowledge base's embeddings)",
-    "weaviate": "the Weaviate store (every knowledge base's embeddings)",
-    "qdrant": "the Qdrant store (every knowledge base's embeddings)",
-    "redis": "Redis (Celery's queued tasks and the sessions)",
-    "plugin_daemon": "the installed plugins (local plugin storage)",
-    "api": "the uploaded files and the workspaces' private keys (local file storage)",
-}
+# What each service that keeps data on its host keeps (its record's ``keeps``).
+_WHAT = {name: record.keeps for name, record in SERVICES.items() if record.keeps}
 
 
 def _environment(service: Mapping[str, Any]) -> Dict[str, str]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from ..sizing.catalog import APP_SERVICES
 from . import reference_1_13_3, reference_1_16_1
 
 # Secret formats the keeper can generate. token: letters and digits (dify_secrets_length long);
@@ -30,7 +31,7 @@ SECRET_FORMATS = ("token", "base64url32")
 
 # Services that hold Dify's core on an app host in every version; worker_beat and the plugin
 # daemon run on one app host of a fleet only.
-CORE_APP_SERVICES = ("api", "worker", "worker_beat", "web", "sandbox", "plugin_daemon", "ssrf_proxy")
+CORE_APP_SERVICES = APP_SERVICES
 
 # Upstream services no version deploys, and why (the inventory's components place the rest).
 ALWAYS_LEFT_OUT: Dict[str, str] = {
@@ -180,6 +181,11 @@ def secrets(version: str) -> Dict[str, str]:
     out = dict(CORE_SECRETS)
     out.update(record(version).secrets)
     return out
+
+
+def every_secret() -> Dict[str, str]:
+    """Every secret of every supported version with its format, in the order the versions add them."""
+    return {name: form for version in SUPPORTED for name, form in secrets(version).items()}
 
 
 def gateway_routes(version: str) -> Dict[str, Tuple[str, ...]]:
