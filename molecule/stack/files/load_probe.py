@@ -9,18 +9,19 @@ usage: load_probe.py URL PROJECT CPU_MS PHASE...
   URL      the gateway, e.g. http://127.0.0.1:80 (every request comes from one client address)
   PROJECT  the Compose project directory (/opt/dify): its containers are read with docker compose ps
   CPU_MS   the CPU time (process time, so contention makes it longer, not shorter) each run burns in the sandbox
-  PHASE    CLIENTS:SECONDS, run one after the other: CLIENTS threads each sending blocking workflow runs one
-           after the other (keep-alive) for SECONDS, then waiting for the runs in flight; a client answered 429
-           waits 1 s before its next request.
+  PHASE    CLIENTS:SECONDS[:RUNS], run one after the other: CLIENTS threads each sending blocking workflow runs
+           one after the other (keep-alive) for SECONDS and until it has had RUNS answers (default 1), then
+           waiting for the runs in flight; a client answered 429 waits 1 s before its next request. RUNS keeps
+           the sample the same on a slow or busy machine: the phase lasts longer instead of counting fewer runs.
 
-Prints one JSON document: {"cpus": N, "cgroup": "v1"|"v2", "containers": {name: cgroup path}, "phases": [{
-"clients", "seconds" (until the last answer), "requests", "offered_rps" (requests sent / seconds), "rps" (200s /
-seconds), "p50_s", "p99_s" (of every answer), "status": {code: count}, "pool_timeouts" (500s whose body carries
-SQLAlchemy's QueuePool message), "errors" (no HTTP answer: {message: count}), "host_busy" (share of the host's CPU
-time not idle, /proc/stat), "stack_cpus" (CPU seconds of the containers per second), "services": {service:
-{"nr_periods", "nr_throttled", "throttled_usec", "usage_usec", "throttled_pct"}}}]}. A cgroup without a CPU quota
-counts no periods: nr_periods 0 is 0 % throttled. Services sum their replicas; the service is the container name
-dify-SERVICE-N less its prefix and index. Standard library only.
+Prints one JSON document: {"cpus": N, "cgroup": "v1"|"v2", "containers": {name: cgroup path}, "phases": [{ "clients",
+"seconds" (until the last answer), "requests", "min_client_runs" (the fewest answers one client had), "offered_rps"
+(requests sent / seconds), "rps" (200s / seconds), "p50_s", "p99_s" (of every answer), "status": {code: count},
+"pool_timeouts" (500s whose body carries SQLAlchemy's QueuePool message), "errors" (no HTTP answer: {message: count}),
+"host_busy" (share of the host's CPU time not idle, /proc/stat), "stack_cpus" (CPU seconds of the containers per
+second), "services": {service: {"nr_periods", "nr_throttled", "throttled_usec", "usage_usec", "throttled_pct"}}}]}. A
+cgroup without a CPU quota counts no periods: nr_periods 0 is 0 % throttled. Services sum their replicas; the service
+is the container name dify-SERVICE-N less its prefix and index. Standard library only.
 """
 
 from __future__ import annotations
@@ -119,15 +120,16 @@ def service_of(name: str) -> str:
 
 
 class Client(threading.Thread):
-    def __init__(self, url: str, body: bytes, until: float, results: List[Tuple[float, Any, bool]]) -> None:
+    def __init__(self, url: str, body: bytes, until: float, runs: int, results: List[Tuple[float, Any, bool]]) -> None:
         super().__init__(daemon=True)
         parts = urlsplit(url)
         self.host, self.port = parts.hostname, parts.port or 80
-        self.body, self.until, self.results = body, until, results
+        self.body, self.until, self.runs, self.results = body, until, runs, results
+        self.answered = 0
 
     def run(self) -> None:
         connection: Optional[http.client.HTTPConnection] = None
-        while time.monotonic() < self.until:
+        while time.monotonic() < self.until or self.answered < self.runs:
             if connection is None:
                 connection = http.client.HTTPConnection(self.host, self.port, timeout=TIMEOUT_S)
             started = time.monotonic()
@@ -146,6 +148,7 @@ class Client(threading.Thread):
                 connection.close()
                 connection = None
             self.results.append((time.monotonic() - started, status, pool))
+            self.answered += 1
             if status == 429:
                 # A client honouring the refusal waits before it asks again (an instant retry would count a
                 # storm of 429s as offered load).
@@ -161,13 +164,13 @@ def percentile(values: List[float], share: float) -> Optional[float]:
     return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))], 3)
 
 
-def phase(url: str, code: str, clients: int, seconds: float, cgroups: Dict[str, str], version: str) -> Dict[str, Any]:
+def phase(url: str, code: str, clients: int, seconds: float, runs: int, cgroups: Dict[str, str], version: str) -> Dict[str, Any]:
     before = {name: read_cpu(path, version) for name, path in cgroups.items()}
     host_before = host_times()
     results: List[Tuple[float, Any, bool]] = []
     body = json.dumps({"inputs": {"code": code}, "response_mode": "blocking", "user": "difyops-load-probe"}).encode()
     started = time.monotonic()
-    threads = [Client(url, body, started + seconds, results) for _client in range(clients)]
+    threads = [Client(url, body, started + seconds, runs, results) for _client in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -187,6 +190,7 @@ def phase(url: str, code: str, clients: int, seconds: float, cgroups: Dict[str, 
         status[str(code_seen)] = status.get(str(code_seen), 0) + 1
     busy, total = host_after[0] - host_before[0], host_after[1] - host_before[1]
     return {"clients": clients, "seconds": round(took, 2), "requests": len(results),
+            "min_client_runs": min(thread.answered for thread in threads),
             "offered_rps": round(len(results) / took, 2), "rps": round(status.get("200", 0) / took, 2),
             "p50_s": percentile([item[0] for item in results], 0.50), "p99_s": percentile([item[0] for item in results], 0.99),
             "status": status, "pool_timeouts": sum(1 for item in results if item[2]),
@@ -214,8 +218,8 @@ def main(argv: List[str]) -> int:
                               "missing": missing, "phases": []}
     if not missing:
         for spec in argv[4:]:
-            clients, _sep, seconds = spec.partition(":")
-            report["phases"].append(phase(url, burn_code(cpu_ms), int(clients), float(seconds), cgroups, version))
+            clients, seconds, runs = (spec.split(":") + ["1"])[:3]
+            report["phases"].append(phase(url, burn_code(cpu_ms), int(clients), float(seconds), int(runs), cgroups, version))
     print(json.dumps(report))
     return 1 if missing else 0
 
