@@ -79,8 +79,7 @@ import re
 from typing import Any, Dict, List, Mapping, Optional
 
 from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import PORTS
-from ansible_collections.difyops.dify.plugins.plugin_utils.stack.compose import (DATABASES, DB_USER, GATEWAY_LOG_DIR,
-                                                                                HOST_SERVICES_WHEN_SPLIT)
+from ansible_collections.difyops.dify.plugins.plugin_utils.stack.compose import DATABASES, DB_USER, GATEWAY_LOG_DIR, HOST_SERVICES_WHEN_SPLIT
 
 # Where a split fleet's gateway, Debian's nginx on the host, writes its access log.
 HOST_GATEWAY_LOG = "/var/log/nginx/access.log"
