@@ -5,8 +5,8 @@
 # Ends with one summary line of what passed and failed.
 # Two jobs run in the background meanwhile, since these checks leave a CPU idle most of the time:
 # the test hosts' images and the stand-ins (mostly the network's and the disk's time), which
-# molecule then finds cached, and the newest toolchain's checks (their stage waits for them;
-# tools/lint.sh takes a lock, so that the two ansible-lint runs never share the project at once).
+# molecule then finds cached, and the newest toolchain's checks (their stage waits for them; the two
+# ansible-lint runs may overlap, each with the cache of its own virtual environment).
 source "$(dirname "$0")/lib.sh"
 
 stages=(unit sanity lint newest package molecule)
