@@ -12,7 +12,7 @@ source "$(dirname "$0")/lib.sh"
 use_newest_toolchain
 "$REPO_ROOT/tools/venv.sh"
 activate_venv
-log "molecule with $(ansible --version | head -1) on $(python -V)"
+log "molecule with $(ansible --version | sed -n 1p) on $(python -V)"
 
 start=$SECONDS
 "$REPO_ROOT/tools/build-images.sh"

@@ -80,14 +80,19 @@ paths:
   returned: always
   type: dict
   sample:
-    /opt/dify/.env: {exists: true, type: file, mode: "0600", uid: 0, gid: 0, size: 2048}
-    /etc/difyops/dify-secrets.json: {exists: false, type: null, mode: null, uid: null, gid: null, size: null}
+    /opt/dify/.env: {exists: true, type: file, mode: "0600", uid: 0, gid: 0, size: 2048, target: null}
+    /etc/difyops/dify-secrets.json: {exists: false, type: null, mode: null, uid: null, gid: null, size: null, target: null}
   contains:
     exists:
       description: Whether the path exists (a dangling link exists unless O(follow) is set).
       type: bool
     type:
-      description: V(file), V(directory), V(link) or V(other); null when the path does not exist.
+      description:
+        - V(file), V(directory), V(link), V(block) (a block device), V(char) (a character device),
+          V(fifo), V(socket) or V(other); null when the path does not exist.
+      type: str
+    target:
+      description: Where a symbolic link points, as it is written in the link; null for anything else.
       type: str
     mode:
       description: The permission bits as a four-digit octal string, such as V(0600).
@@ -116,17 +121,13 @@ from typing import Any, Dict, Optional
 
 from ansible.module_utils.basic import AnsibleModule
 
-_MISSING = {"exists": False, "type": None, "mode": None, "uid": None, "gid": None, "size": None}
+_MISSING = {"exists": False, "type": None, "mode": None, "uid": None, "gid": None, "size": None, "target": None}
+_KINDS = ((stat.S_ISREG, "file"), (stat.S_ISDIR, "directory"), (stat.S_ISLNK, "link"), (stat.S_ISBLK, "block"),
+          (stat.S_ISCHR, "char"), (stat.S_ISFIFO, "fifo"), (stat.S_ISSOCK, "socket"))
 
 
 def _kind(mode: int) -> str:
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISDIR(mode):
-        return "directory"
-    if stat.S_ISLNK(mode):
-        return "link"
-    return "other"
+    return next((name for test, name in _KINDS if test(mode)), "other")
 
 
 def look(path: str, follow: bool) -> Dict[str, Any]:
@@ -135,8 +136,10 @@ def look(path: str, follow: bool) -> Dict[str, Any]:
         found = os.stat(path) if follow else os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
         return dict(_MISSING)
-    return {"exists": True, "type": _kind(found.st_mode), "mode": "%04o" % stat.S_IMODE(found.st_mode),
-            "uid": found.st_uid, "gid": found.st_gid, "size": found.st_size}
+    kind = _kind(found.st_mode)
+    return {"exists": True, "type": kind, "mode": "%04o" % stat.S_IMODE(found.st_mode),
+            "uid": found.st_uid, "gid": found.st_gid, "size": found.st_size,
+            "target": os.readlink(path) if kind == "link" else None}
 
 
 def read(path: str, seen: Dict[str, Any], limit: int) -> Optional[str]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
+import stat
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
@@ -31,13 +33,23 @@ def test_a_file_a_directory_a_link_and_a_missing_path_are_told_apart(tmp_path):
     (tmp_path / "d").mkdir()
     os.symlink(tmp_path / "f", tmp_path / "l")
     found = {name: look(str(tmp_path / name), follow=False) for name in ("f", "d", "l", "missing")}
-    assert found["f"] == {"exists": True, "type": "file", "mode": "0640", "uid": os.getuid(), "gid": os.getgid(), "size": 10}
+    assert found["f"] == {"exists": True, "type": "file", "mode": "0640", "uid": os.getuid(), "gid": os.getgid(), "size": 10, "target": None}
     assert found["d"]["type"] == "directory"
-    assert found["l"]["type"] == "link"
-    assert found["missing"] == {"exists": False, "type": None, "mode": None, "uid": None, "gid": None, "size": None}
+    assert (found["l"]["type"], found["l"]["target"]) == ("link", str(tmp_path / "f"))
+    assert found["missing"] == {"exists": False, "type": None, "mode": None, "uid": None, "gid": None, "size": None, "target": None}
     assert look(str(tmp_path / "l"), follow=True)["type"] == "file"
     # A path below a file is as missing as one below nothing.
     assert not look(str(tmp_path / "f" / "below"), follow=False)["exists"]
+
+
+def test_devices_pipes_and_sockets_are_named(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(tmp_path / "sock"))
+        kinds = {name: look(str(tmp_path / name), follow=False)["type"] for name in ("pipe", "sock")}
+    assert kinds == {"pipe": "fifo", "sock": "socket"}
+    assert look("/dev/null", follow=False)["type"] == "char"
+    assert [name for test, name in paths_info._KINDS if test(stat.S_IFBLK)] == ["block"]
 
 
 def test_a_file_is_read_whole_and_a_missing_one_is_none(tmp_path):
