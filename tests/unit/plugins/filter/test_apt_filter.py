@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.difyops.dify.plugins.filter.apt import apt_unlisted
+from ansible_collections.difyops.dify.plugins.filter.apt import apt_policy, apt_unlisted
 
 REPO = pathlib.Path(__file__).resolve().parents[4]
 APT_CACHE = shutil.which("apt-cache")
@@ -54,6 +54,54 @@ def test_the_real_apt_cache_succeeds_when_it_knows_only_one_package():
     assert apt_unlisted(alone.stdout, [MISSING]) == [MISSING]
 
 
+# apt-cache policy on Debian 12 (this machine's format): bash installed with a newer candidate,
+# cowsay known to the lists only, docker.io installed from dpkg's status alone (no lists), and a
+# multiarch name.
+POLICY = """\
+bash:
+  Installed: 5.2.15-2+b8
+  Candidate: 5.2.15-2+b13
+  Version table:
+     5.2.15-2+b13 500
+        500 http://deb.debian.org/debian bookworm/main amd64 Packages
+ *** 5.2.15-2+b8 100
+        100 /var/lib/dpkg/status
+cowsay:
+  Installed: (none)
+  Candidate: 3.03+dfsg2-8
+  Version table:
+     3.03+dfsg2-8 500
+        500 http://deb.debian.org/debian bookworm/main amd64 Packages
+docker.io:
+  Installed: 26.1.5+dfsg1-9+deb13u1+b1
+  Candidate: 26.1.5+dfsg1-9+deb13u1+b1
+  Version table:
+ *** 26.1.5+dfsg1-9+deb13u1+b1 100
+        100 /var/lib/dpkg/status
+libc6:amd64:
+  Installed: 2.36-9+deb12u10
+  Candidate: 2.36-9+deb12u10
+  Version table:
+"""
+
+
+def test_policy_names_what_an_install_would_change_and_what_the_lists_lack():
+    assert apt_policy(POLICY, ["bash", "docker.io", "libc6"]) == {"missing": [], "unlisted": []}
+    assert apt_policy(POLICY, ["bash", "cowsay", "prometheus"]) == {"missing": ["cowsay", "prometheus"], "unlisted": ["prometheus"]}
+    # A pinned package is left to apt, which decides on its version; an unknown pinned one needs the lists.
+    assert apt_policy(POLICY, ["bash=5.2.15-2+b8", "nginx>=1.22"]) == {"missing": ["bash=5.2.15-2+b8", "nginx>=1.22"], "unlisted": ["nginx"]}
+    assert apt_policy("", ["nginx"]) == {"missing": ["nginx"], "unlisted": ["nginx"]}
+    assert apt_policy(None, []) == {"missing": [], "unlisted": []}
+    with pytest.raises(AnsibleFilterError, match="list of package names"):
+        apt_policy(POLICY, "bash")
+
+
+@pytest.mark.skipif(APT_CACHE is None, reason="apt-cache is not installed (a Debian controller has it)")
+def test_the_real_apt_cache_policy_says_dpkg_is_installed_and_knows_nothing_of_a_missing_package():
+    out = subprocess.run([APT_CACHE, "policy", "dpkg", MISSING], capture_output=True, text=True, check=False)
+    assert apt_policy(out.stdout, ["dpkg", MISSING]) == {"missing": [MISSING], "unlisted": [MISSING]}
+
+
 def walk(tasks):
     for task in tasks or []:
         if isinstance(task, dict):
@@ -72,8 +120,8 @@ def test_no_role_trusts_the_exit_status_of_apt_cache():
         for name in registers:
             if re.search(r"\b%s\.rc\b" % re.escape(name), text):
                 found.append("%s: %s.rc" % (path.relative_to(REPO), name))
-            if not re.search(r"\b%s\.stdout\b[^\n]*\|\s*difyops\.dify\.apt_unlisted\(" % re.escape(name), text):
-                found.append("%s: %s is not read with difyops.dify.apt_unlisted" % (path.relative_to(REPO), name))
+            if not re.search(r"\b%s\.stdout\b[^\n]*\|\s*difyops\.dify\.apt_(unlisted|policy)\(" % re.escape(name), text):
+                found.append("%s: %s is not read with difyops.dify.apt_unlisted or apt_policy" % (path.relative_to(REPO), name))
     assert found == []
     # common (tools and package), docker_engine, nginx_gateway, postgres_tuning, dify_stack, monitoring (2).
     assert asked == 8
