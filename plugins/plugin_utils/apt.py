@@ -40,12 +40,12 @@ def policy(policy_output: str, packages: Iterable[str]) -> Dict[str, List[str]]:
     is the slowest call of a converged host, only when something is missing."""
     found = {name: (installed, candidate) for name, installed, candidate in _POLICY.findall(policy_output or "")}
     missing: List[str] = []
-    unlisted: List[str] = []
+    not_listed: List[str] = []
     for package in dict.fromkeys(str(package) for package in packages):
         name = _PIN.sub("", package)
         installed, candidate = found.get(name, ("(none)", "(none)"))
         if installed == "(none)" or name != package:
             missing.append(package)
             if candidate == "(none)":
-                unlisted.append(name)
-    return {"missing": missing, "unlisted": unlisted}
+                not_listed.append(name)
+    return {"missing": missing, "unlisted": not_listed}
