@@ -7,12 +7,13 @@ with the message docker_daemon_json itself fails with, so the check costs no cal
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.difyops.dify.plugins.filter.daemon_json import daemon_json_problem
-from ansible_collections.difyops.dify.plugins.module_utils.daemon_json import DaemonJsonError, load
+from ansible_collections.difyops.dify.plugins.filter.daemon_json import daemon_json_merge, daemon_json_problem
+from ansible_collections.difyops.dify.plugins.module_utils.daemon_json import DaemonJsonError, load, merge
 
 
 def b64(text: bytes) -> str:
@@ -46,3 +47,52 @@ def test_text_that_is_not_utf8_and_content_that_is_not_base64():
         daemon_json_problem("not base64!", "/etc/docker/daemon.json")
     with pytest.raises(AnsibleFilterError, match="takes the base64 content paths_info read"):
         daemon_json_problem({"a": 1})
+
+
+# daemon_json_merge: host_tuning calls docker_daemon_json only when this says the merge changes the
+# file, so it must agree with the module on every case, foreign keys included.
+SETTINGS = {"log-driver": "json-file", "log-opts": {"max-size": "50m", "max-file": "5"}, "live-restore": True,
+            "default-ulimits": {"nofile": {"Name": "nofile", "Soft": 65536, "Hard": 65536}}}
+
+
+def test_no_file_or_an_empty_one_changes():
+    for content in (None, b64(b""), b64(b"\n")):
+        outcome = daemon_json_merge(content, SETTINGS)
+        assert outcome == {"config": SETTINGS, "changed": True}
+
+
+def test_a_file_that_holds_the_settings_and_foreign_keys_does_not_change():
+    current = dict(SETTINGS, **{"runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}})
+    current["log-opts"] = dict(SETTINGS["log-opts"], compress="true")
+    content = b64(json.dumps(current, indent=4).encode())
+    assert daemon_json_merge(content, SETTINGS) == {"config": current, "changed": False}
+    assert daemon_json_merge(content, SETTINGS, []) == daemon_json_merge(content, SETTINGS)
+
+
+@pytest.mark.parametrize("drift", [{"live-restore": False}, {"log-opts": {"max-size": "10m", "max-file": "5"}},
+                                   {"default-ulimits": {"nofile": {"Name": "nofile", "Soft": 1024, "Hard": 65536}}}],
+                         ids=["flag", "nested-value", "deeper-value"])
+def test_a_drifted_value_changes_and_is_merged_back(drift):
+    current = dict(SETTINGS, **drift)
+    outcome = daemon_json_merge(b64(json.dumps(current).encode()), SETTINGS)
+    assert outcome["changed"] is True
+    assert outcome["config"] == SETTINGS
+
+
+def test_the_outcome_is_the_modules_merge_and_comparison():
+    current = {"cgroup-parent": "old.slice", "log-opts": {"mode": "non-blocking"}, "data-root": "/srv/docker"}
+    outcome = daemon_json_merge(b64(json.dumps(current).encode()), SETTINGS, ["cgroup-parent"])
+    assert outcome["config"] == merge(current, SETTINGS, ["cgroup-parent"])
+    assert outcome["changed"] is True
+    assert daemon_json_merge(b64(json.dumps(outcome["config"]).encode()), SETTINGS, ["cgroup-parent"])["changed"] is False
+
+
+def test_a_file_the_module_cannot_merge_into_is_an_error_with_its_message():
+    with pytest.raises(AnsibleFilterError, match=r"^daemon.json is not valid JSON at line 1, column 16"):
+        daemon_json_merge(b64(b'{"log-driver": }'), SETTINGS)
+    with pytest.raises(AnsibleFilterError, match="not UTF-8 text"):
+        daemon_json_merge(b64(b"\xff\xfe{}"), SETTINGS)
+    with pytest.raises(AnsibleFilterError, match="settings as a mapping"):
+        daemon_json_merge(None, ["log-driver"])
+    with pytest.raises(AnsibleFilterError, match="keys to remove as a list"):
+        daemon_json_merge(None, SETTINGS, "cgroup-parent")
