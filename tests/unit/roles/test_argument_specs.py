@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Every role's meta/argument_specs.yml stays in step with its defaults/main.yml: the same public
 variables, the same default values, and no option without a description. A role with several entry
-points (the internal common role: main, apt_repository, platform) is held to this over all of them."""
+points (the internal common role: main, apt_repository, platform, units) is held to this over all of them."""
 
 from __future__ import annotations
 

@@ -92,7 +92,7 @@ def test_common_refuses_to_run_on_its_own(outcome):
     task, message = failed["alone"]
     assert task == "Refuse to run on its own"
     assert "difyops.dify.common only holds shared task files for the collection's roles to include with" in message
-    assert "tasks_from (apt_repository, platform)" in message
+    assert "tasks_from (apt_repository, platform, units)" in message
 
 
 def test_an_unsupported_version_is_refused_naming_the_host_the_role_and_the_platforms(outcome):
@@ -157,7 +157,8 @@ def test_roles_include_common_by_its_entry_points():
     includes = list(_includes())
     assert {(role, target, entry) for role, _file, target, entry in includes} >= {
         ("docker_engine", "common", "platform"), ("docker_engine", "common", "apt_repository"),
-        ("nvidia_container_toolkit", "common", "platform"), ("nvidia_container_toolkit", "common", "apt_repository")}
+        ("nvidia_container_toolkit", "common", "platform"), ("nvidia_container_toolkit", "common", "apt_repository"),
+        ("host_tuning", "common", "units"), ("monitoring", "common", "units")}
     for role, path, target, entry in includes:
         specs = yaml.safe_load((ROLES / target / "meta" / "argument_specs.yml").read_text(encoding="utf-8"))["argument_specs"]
         assert entry in specs, "%s/tasks/%s includes %s with tasks_from %s, which is no entry point of its argument specs" % (
