@@ -63,12 +63,12 @@ EXAMPLES = r"""
 - name: Use what they said
   ansible.builtin.debug:
     msg: >-
-      table loaded: {{ _firewall.results.live.rc == 0 }},
-      unit: {{ _firewall.results.unit.stdout_lines }}
+      table loaded: {{ _firewall.outputs.live.rc == 0 }},
+      unit: {{ _firewall.outputs.unit.stdout_lines }}
 """
 
 RETURN = r"""
-results:
+outputs:
   description: What every command of O(commands) said, under its name.
   returned: always
   type: dict
@@ -143,8 +143,8 @@ def main() -> None:
     found = problems(commands)
     if found:
         module.fail_json(msg="commands_info ran nothing: %s" % "; ".join(found))
-    results = {name: run(module, command["argv"], command.get("stdin")) for name, command in commands.items()}
-    module.exit_json(changed=False, results=results)
+    outputs = {name: run(module, command["argv"], command.get("stdin")) for name, command in commands.items()}
+    module.exit_json(changed=False, outputs=outputs)
 
 
 if __name__ == "__main__":

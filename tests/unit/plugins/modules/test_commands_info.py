@@ -28,10 +28,10 @@ def test_each_command_is_returned_under_its_name_in_a_real_run_and_in_check_mode
     for check_mode in (False, True):
         result = run_module(capsys, args, check_mode)
         assert result["changed"] is False and "failed" not in result
-        assert result["results"]["cat"] == {"rc": 0, "stdout": "one\ntwo", "stdout_lines": ["one", "two"], "stderr": "", "msg": ""}
-        assert result["results"]["fails"] == {"rc": 3, "stdout": "out", "stdout_lines": ["out"], "stderr": "err", "msg": ""}
+        assert result["outputs"]["cat"] == {"rc": 0, "stdout": "one\ntwo", "stdout_lines": ["one", "two"], "stderr": "", "msg": ""}
+        assert result["outputs"]["fails"] == {"rc": 3, "stdout": "out", "stdout_lines": ["out"], "stderr": "err", "msg": ""}
         # stdin ends with a newline, as with ansible.builtin.command: two lines.
-        assert result["results"]["count"]["stdout"].strip() == "2"
+        assert result["outputs"]["count"]["stdout"].strip() == "2"
 
 
 def test_they_run_in_order_and_arguments_are_not_expanded(capsys, tmp_path, monkeypatch):
@@ -40,18 +40,18 @@ def test_they_run_in_order_and_arguments_are_not_expanded(capsys, tmp_path, monk
     result = run_module(capsys, {"commands": {
         "write": {"argv": ["sh", "-c", 'echo "$1" > "$2"', "sh", "$DIFYOPS_SHOULD_STAY ~", str(marker)]},
         "read": {"argv": ["cat", str(marker)]}}})
-    assert list(result["results"]) == ["write", "read"]
-    assert result["results"]["read"]["stdout"] == "$DIFYOPS_SHOULD_STAY ~"
+    assert list(result["outputs"]) == ["write", "read"]
+    assert result["outputs"]["read"]["stdout"] == "$DIFYOPS_SHOULD_STAY ~"
 
 
 def test_a_program_that_is_not_there_is_reported_not_failed(capsys):
     result = run_module(capsys, {"commands": {"nft": {"argv": ["/nonexistent/nft", "list", "tables"]},
                                               "true": {"argv": ["true"]}}})
     assert "failed" not in result
-    missing = result["results"]["nft"]
+    missing = result["outputs"]["nft"]
     assert missing["rc"] == 127 and missing["stdout"] == "" and "/nonexistent/nft" in missing["msg"]
     assert "No such file or directory" in missing["msg"]
-    assert result["results"]["true"]["rc"] == 0
+    assert result["outputs"]["true"]["rc"] == 0
 
 
 @pytest.mark.parametrize("commands, expected", [
