@@ -49,7 +49,7 @@ def daemon_json_problem(content: Any, path: Any = "daemon.json") -> str:
 
 def daemon_json_merge(content: Any, settings: Any, remove: Any = ()) -> Dict[str, Any]:
     """What docker_daemon_json would make of the base64 CONTENT (None: no file) with SETTINGS merged
-    in and the keys of REMOVE dropped: `config`, the merged configuration, and `changed`, the
+    in and the keys of REMOVE dropped: `config`, the merged configuration, and `differs`, the
     module's own comparison with the file's. A file it could not merge into is an error."""
     if not isinstance(settings, Mapping):
         raise AnsibleFilterError("daemon_json_merge takes the settings as a mapping, got %r" % (settings,))
@@ -60,7 +60,7 @@ def daemon_json_merge(content: Any, settings: Any, remove: Any = ()) -> Dict[str
     except DaemonJsonError as exc:
         raise AnsibleFilterError(str(exc)) from exc
     merged = merge(current, settings, [str(key) for key in remove])
-    return {"config": merged, "changed": merged != current}
+    return {"config": merged, "differs": merged != current}
 
 
 class FilterModule:

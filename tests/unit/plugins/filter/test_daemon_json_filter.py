@@ -58,14 +58,14 @@ SETTINGS = {"log-driver": "json-file", "log-opts": {"max-size": "50m", "max-file
 def test_no_file_or_an_empty_one_changes():
     for content in (None, b64(b""), b64(b"\n")):
         outcome = daemon_json_merge(content, SETTINGS)
-        assert outcome == {"config": SETTINGS, "changed": True}
+        assert outcome == {"config": SETTINGS, "differs": True}
 
 
 def test_a_file_that_holds_the_settings_and_foreign_keys_does_not_change():
     current = dict(SETTINGS, **{"runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}})
     current["log-opts"] = dict(SETTINGS["log-opts"], compress="true")
     content = b64(json.dumps(current, indent=4).encode())
-    assert daemon_json_merge(content, SETTINGS) == {"config": current, "changed": False}
+    assert daemon_json_merge(content, SETTINGS) == {"config": current, "differs": False}
     assert daemon_json_merge(content, SETTINGS, []) == daemon_json_merge(content, SETTINGS)
 
 
@@ -75,7 +75,7 @@ def test_a_file_that_holds_the_settings_and_foreign_keys_does_not_change():
 def test_a_drifted_value_changes_and_is_merged_back(drift):
     current = dict(SETTINGS, **drift)
     outcome = daemon_json_merge(b64(json.dumps(current).encode()), SETTINGS)
-    assert outcome["changed"] is True
+    assert outcome["differs"] is True
     assert outcome["config"] == SETTINGS
 
 
@@ -83,8 +83,8 @@ def test_the_outcome_is_the_modules_merge_and_comparison():
     current = {"cgroup-parent": "old.slice", "log-opts": {"mode": "non-blocking"}, "data-root": "/srv/docker"}
     outcome = daemon_json_merge(b64(json.dumps(current).encode()), SETTINGS, ["cgroup-parent"])
     assert outcome["config"] == merge(current, SETTINGS, ["cgroup-parent"])
-    assert outcome["changed"] is True
-    assert daemon_json_merge(b64(json.dumps(outcome["config"]).encode()), SETTINGS, ["cgroup-parent"])["changed"] is False
+    assert outcome["differs"] is True
+    assert daemon_json_merge(b64(json.dumps(outcome["config"]).encode()), SETTINGS, ["cgroup-parent"])["differs"] is False
 
 
 def test_a_file_the_module_cannot_merge_into_is_an_error_with_its_message():
