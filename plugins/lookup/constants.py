@@ -32,6 +32,8 @@ options:
       - "C(known_default_passwords): passwords a PostgreSQL of the stack must never get."
       - "C(database_markers): for each database of the stack, the file (relative to the project) that
         says its data directory holds a cluster, and the secret that is its password."
+      - "C(systemctl_show): the command, before the units, whose output
+        P(difyops.dify.systemd_unit_actions#filter) reads (C(systemctl show -p Id ... --))."
     type: list
     elements: str
     required: false

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Dict, Tuple
 
 from ..sizing.services import SERVICES
+from ..systemd import PROPERTIES
 from . import compose, reference_1_13_3, reference_1_16_1, versions
 
 # A secret given by the operator must be at least this long (the generated ones are longer).
@@ -46,4 +47,6 @@ def constants() -> Dict[str, Any]:
         "known_default_passwords": list(KNOWN_DEFAULT_PASSWORDS),
         "database_markers": {compose.DATA_DIRS[service] + "/PG_VERSION": secret
                              for service, secret in DATABASE_PASSWORDS.items()},
+        # The command, before the units, whose output difyops.dify.systemd_unit_actions reads.
+        "systemctl_show": ["systemctl", "show"] + [arg for name in PROPERTIES for arg in ("-p", name)] + ["--"],
     }

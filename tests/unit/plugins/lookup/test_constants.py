@@ -33,7 +33,7 @@ def test_every_fact_is_plain_data():
     assert json.loads(json.dumps(FACTS)) == FACTS
     assert sorted(FACTS) == ["app_uid", "database_markers", "gateway_port", "generated_secrets", "given_only_secrets",
                              "known_default_passwords", "project_dir", "secret_formats", "secret_min_length",
-                             "upstream_default_secrets"]
+                             "systemctl_show", "upstream_default_secrets"]
 
 
 def test_the_secrets_are_the_stacks_generated_ones_then_the_given_only_ones():
@@ -94,3 +94,21 @@ def test_no_role_or_playbook_keeps_a_copy_of_a_shared_fact():
     found = ["%s: %s (%s)" % (path.relative_to(REPO), literal, fact) for path in paths for literal, fact in copies.items()
              if literal in path.read_text(encoding="utf-8") and not (path == owner and fact in ("project_dir", "gateway_port"))]
     assert found == []
+
+
+def test_systemctl_show_asks_what_systemd_unit_actions_reads():
+    from ansible_collections.difyops.dify.plugins.plugin_utils.systemd import PROPERTIES, unit_actions
+
+    argv = FACTS["systemctl_show"]
+    assert argv[:2] == ["systemctl", "show"] and argv[-1] == "--"
+    assert argv[2:-1:2] == ["-p"] * len(PROPERTIES) and tuple(argv[3:-1:2]) == PROPERTIES
+    # Every role that asks systemd about its units asks it through this fact, never a copy.
+    repo = pathlib.Path(__file__).resolve().parents[4]
+    copies = [str(path.relative_to(repo)) for path in repo.glob("roles/*/tasks/*.yml")
+              if "UnitFileState" in path.read_text(encoding="utf-8")]
+    assert copies == []
+    users = sorted(str(path.relative_to(repo)) for path in repo.glob("roles/*/tasks/*.yml")
+                   if "'systemctl_show')" in path.read_text(encoding="utf-8"))
+    assert users == ["roles/common/tasks/units.yml", "roles/dify_stack/tasks/firewall.yml",
+                     "roles/docker_engine/tasks/preflight.yml", "roles/nginx_gateway/tasks/packages.yml"]
+    assert unit_actions("Id=a.service\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n", ["a"]) == []
