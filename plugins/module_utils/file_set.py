@@ -33,6 +33,7 @@ class Entry:
     group: Optional[int] = None
     content: Optional[bytes] = None  # files only
     validate: Optional[str] = None  # files only: a command with %s for the candidate file
+    backup: bool = False  # files only: keep the old file beside it before new content replaces it
 
 
 def check_path(path: str) -> str:

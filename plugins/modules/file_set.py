@@ -98,6 +98,14 @@ options:
             shown, and the diff names the file without its content.
         type: bool
         default: false
+      backup:
+        description:
+          - Before new content replaces the file, copy the file beside it under a name with the
+            time, as the O(ansible.builtin.template#module:backup) option does, and return that
+            name in RV(backup_files). A task that finds something wrong with the new file can put
+            the old one back. Not in check mode; a new file has nothing to keep.
+        type: bool
+        default: false
 attributes:
   check_mode:
     support: full
@@ -148,6 +156,11 @@ changes:
   returned: always
   type: dict
   sample: {"/opt/dify/compose.yaml": ["content"], "/opt/dify/volumes/app/storage": ["missing"]}
+backup_files:
+  description: For each file with O(files[].backup=true) whose content was replaced, where its previous version was kept.
+  returned: always
+  type: dict
+  sample: {"/etc/postgresql/15/main/pg_hba.conf": "/etc/postgresql/15/main/pg_hba.conf.4242.2026-11-30@18:02:11~"}
 """
 
 import shlex
@@ -176,7 +189,7 @@ def entries(params: dict) -> list:
         found.append((Entry(path=path, kind="file", mode=parse_mode(item["mode"], path),
                             owner=resolve_user(item["owner"], path), group=resolve_group(item["group"], path),
                             content=to_bytes(item["content"], errors="surrogate_or_strict"),
-                            validate=item["validate"]),
+                            validate=item["validate"], backup=item["backup"]),
                       item["secret"]))
     return found
 
@@ -206,7 +219,8 @@ def main() -> None:
                 content={"type": "str", "required": True, "no_log": True},
                 mode={"type": "raw", "required": True},
                 validate={"type": "str"},
-                secret={"type": "bool", "default": False})},
+                secret={"type": "bool", "default": False},
+                backup={"type": "bool", "default": False})},
         },
         supports_check_mode=True,
     )
@@ -219,7 +233,7 @@ def main() -> None:
         rc, out, err = module.run_command(command.replace("%s", shlex.quote(candidate)))
         return None if rc == 0 else "%s (rc %d)" % ((err or out).strip() or "no output", rc)
 
-    changed_paths, changes, diffs = [], {}, []
+    changed_paths, changes, diffs, backup_files = [], {}, [], {}
     try:
         planned = entries(module.params)
         for entry, secret in planned:
@@ -233,14 +247,17 @@ def main() -> None:
                 else:
                     diffs.append({"prepared": "%s: %s\n" % (entry.path, ", ".join(found))})
             if not module.check_mode:
+                if entry.backup and "content" in found:
+                    backup_files[entry.path] = module.backup_local(entry.path)
                 apply(entry, found, run_validate)
             changed_paths.append(entry.path)
             changes[entry.path] = found
     except FileSetError as exc:
         module.fail_json(msg="%s; applied before it: %s" % (to_native(exc), ", ".join(changed_paths) or "nothing"),
                          changed=bool(changed_paths) and not module.check_mode,
-                         changed_paths=changed_paths, changes=changes)
-    result = {"changed": bool(changed_paths), "changed_paths": changed_paths, "changes": changes}
+                         changed_paths=changed_paths, changes=changes, backup_files=backup_files)
+    result = {"changed": bool(changed_paths), "changed_paths": changed_paths, "changes": changes,
+              "backup_files": backup_files}
     if diffs:
         result["diff"] = diffs
     module.exit_json(**result)

@@ -110,23 +110,34 @@ def walk(tasks):
                 yield from walk(task.get(key))
 
 
+def apt_reads(task: dict) -> list:
+    """The names under which a commands_info task's apt-cache commands answer: its commands are a
+    mapping, or a Jinja expression that builds one ({'apt': {'argv': ['apt-cache', ...]}})."""
+    commands = (task.get("difyops.dify.commands_info") or {}).get("commands", {})
+    if isinstance(commands, str):
+        return re.findall(r"'(\w+)':\s*\{'argv':\s*\['apt-cache'", commands)
+    return [name for name, command in commands.items() if "apt-cache" in str(command.get("argv", ""))]
+
+
 def test_no_role_trusts_the_exit_status_of_apt_cache():
     found, asked = [], 0
-    for path in sorted(REPO.glob("roles/*/tasks/*.yml")):
-        text = path.read_text(encoding="utf-8")
-        tasks = list(walk(yaml.safe_load(text)))
-        registers = [task["register"] for task in tasks
-                     if "register" in task and "apt-cache" in str(task.get("ansible.builtin.command", ""))]
-        # A commands_info read: each of its commands is answered under outputs.<name>.
-        registers += ["%s.outputs.%s" % (task["register"], name) for task in tasks if "register" in task
-                      for name, command in (task.get("difyops.dify.commands_info") or {}).get("commands", {}).items()
-                      if "apt-cache" in str(command.get("argv", ""))]
+    for role in sorted(REPO.glob("roles/*/tasks")):
+        # A role may read apt in one task file and use the answer in another.
+        text = "\n".join(path.read_text(encoding="utf-8") for path in sorted(role.glob("*.yml")))
+        registers = []
+        for path in sorted(role.glob("*.yml")):
+            tasks = list(walk(yaml.safe_load(path.read_text(encoding="utf-8"))))
+            registers += [task["register"] for task in tasks
+                          if "register" in task and "apt-cache" in str(task.get("ansible.builtin.command", ""))]
+            # A commands_info read: each of its commands is answered under outputs.<name>.
+            registers += ["%s.outputs.%s" % (task["register"], name) for task in tasks if "register" in task
+                          for name in apt_reads(task)]
         asked += len(registers)
         for name in registers:
             if re.search(r"\b%s\.rc\b" % re.escape(name), text):
-                found.append("%s: %s.rc" % (path.relative_to(REPO), name))
+                found.append("%s: %s.rc" % (role.parent.name, name))
             if not re.search(r"\b%s\.stdout\b[^\n]*\|\s*difyops\.dify\.apt_(unlisted|policy)\(" % re.escape(name), text):
-                found.append("%s: %s is not read with difyops.dify.apt_unlisted or apt_policy" % (path.relative_to(REPO), name))
+                found.append("%s: %s is not read with difyops.dify.apt_unlisted or apt_policy" % (role.parent.name, name))
     assert found == []
     # common (tools and package), docker_engine, nginx_gateway, postgres_tuning, dify_stack, monitoring (2).
     assert asked == 8

@@ -6,6 +6,7 @@ arguments are refused shows its content nowhere, with the json callback or at -v
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import subprocess
@@ -63,3 +64,60 @@ def test_a_refused_secret_file_shows_its_content_in_no_output(tmp_path, extra_en
     assert SECRET not in output
     assert "mode 384 is a number, not a quoted string" in output and "quote it, such as mode: '0600'" in output, output
     assert not (tmp_path / "out" / ".env").exists()
+
+
+BACKUP_PLAYBOOK = """
+- name: Backups of replaced files
+  hosts: localhost
+  gather_facts: false
+  vars:
+    _files:
+      - {path: "%(dir)s/kept.conf", content: "%(content)s", mode: "0640", backup: true}
+      - {path: "%(dir)s/plain.conf", content: "%(content)s", mode: "0644"}
+  tasks:
+    - name: Write both files
+      difyops.dify.file_set:
+        files: "{{ _files }}"
+"""
+
+
+def run_backup_playbook(tmp_path: pathlib.Path, content: str, *args: str) -> dict:
+    playbook = tmp_path / "backup.yml"
+    playbook.write_text(BACKUP_PLAYBOOK % {"dir": tmp_path / "out", "content": content}, encoding="utf-8")
+    (tmp_path / "out").mkdir(exist_ok=True)
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+               ANSIBLE_COLLECTIONS_PATH=str(REPO / ".cache" / "collections"),
+               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
+               ANSIBLE_FACT_CACHING="memory", ANSIBLE_RETRY_FILES_ENABLED="false",
+               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
+    command = [str(PLAYBOOK_BIN), "-i", "localhost,", "-c", "local",
+               "-e", "ansible_python_interpreter=%s" % sys.executable, str(playbook), *args]
+    run = subprocess.run(command, capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=300, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return json.loads(run.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
+
+@pytest.mark.skipif(not PLAYBOOK_BIN.exists(), reason="ansible-playbook is not beside this Python")
+def test_backup_keeps_the_replaced_version_of_files_that_ask_for_it(tmp_path):
+    out = tmp_path / "out"
+    first = run_backup_playbook(tmp_path, "first")
+    # A new file has nothing to keep.
+    assert first["changed"] and first["backup_files"] == {}
+
+    same = run_backup_playbook(tmp_path, "first")
+    assert not same["changed"] and same["backup_files"] == {}
+
+    checked = run_backup_playbook(tmp_path, "second", "--check")
+    assert checked["changed"] and checked["backup_files"] == {}
+    assert sorted(p.name for p in out.iterdir()) == ["kept.conf", "plain.conf"]
+
+    second = run_backup_playbook(tmp_path, "second")
+    kept = second["backup_files"]
+    assert list(kept) == [str(out / "kept.conf")], second
+    backup = pathlib.Path(kept[str(out / "kept.conf")])
+    assert backup.parent == out and backup.name.startswith("kept.conf.") and backup.name.endswith("~")
+    assert backup.read_text(encoding="utf-8") == "first"
+    assert oct(backup.stat().st_mode & 0o777) == "0o640"
+    assert (out / "kept.conf").read_text(encoding="utf-8") == "second"
+    # plain.conf asked for no backup: only the three files are there.
+    assert len(list(out.iterdir())) == 3
