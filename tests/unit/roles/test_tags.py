@@ -51,11 +51,12 @@ def test_every_role_a_playbook_applies_is_tagged_with_its_name():
     assert missing == []
 
 
-def list_tasks(playbook: str, tags: str) -> Dict[str, Set[str]]:
-    """The tasks --list-tasks --tags TAGS selects, by play name (role prefixes kept)."""
+def list_tasks(playbook, tags: str) -> Dict[str, Set[str]]:
+    """The tasks --list-tasks --tags TAGS selects in PLAYBOOK (a name in playbooks/ or a path), by
+    play name (role prefixes kept)."""
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(REPO / ".cache/collections"))
     cmd = [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "--list-tasks", "--tags", tags,
-           str(PLAYBOOKS / playbook)]
+           str(PLAYBOOKS / playbook if isinstance(playbook, str) else playbook)]
     proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     plays: Dict[str, Set[str]] = {}
@@ -130,3 +131,53 @@ def test_an_included_role_runs_under_its_tag_with_apply(tmp_path):
     failed = {task["task"]["name"].split(" : ", 1)[-1] for task in report["plays"][0]["tasks"]
               if task["hosts"]["here"].get("failed")}
     assert proc.returncode != 0 and failed == {"Refuse to run on its own"}, failed
+
+
+# The playbooks include these two roles dynamically (include_role with apply), which --list-tasks
+# does not expand: their steps are listed from a play that applies the role statically.
+# tag: (role, tasks that must be selected, tasks that must not)
+INCLUDED_STEPS = {
+    "postgres_tuning_install": ("postgres_tuning",
+                                {"Read apt, systemd, the schedule and the server in one call",
+                                 "Install the server, its extensions and the Python driver", "Enable and start the server"},
+                                {"Write the settings, pg_hba.conf and the backup job", "Create the Dify databases, or give them to the Dify role"}),
+    "postgres_tuning_configure": ("postgres_tuning",
+                                  {"Read apt, systemd, the schedule and the server in one call", "Check that the server answers",
+                                   "Write the settings, pg_hba.conf and the backup job", "Reload the configuration",
+                                   "Restart the server for the settings that need it", "Schedule the backups",
+                                   "Write the settings file that db_postgres mounts, and its directory"},
+                                  {"Install the server, its extensions and the Python driver",
+                                   "Create the Dify role, or set its attributes and password",
+                                   "Set the planned storage parameters where they differ"}),
+    "postgres_tuning_databases": ("postgres_tuning",
+                                  {"Read apt, systemd, the schedule and the server in one call", "Check that the server answers",
+                                   "Create the Dify role, or set its attributes and password",
+                                   "Create the Dify databases, or give them to the Dify role",
+                                   "Set the planned storage parameters where they differ"},
+                                  {"Install the server, its extensions and the Python driver",
+                                   "Write the settings, pg_hba.conf and the backup job", "Schedule the backups"}),
+    "nginx_gateway_install": ("nginx_gateway",
+                              {"Check the upstreams", "Ask apt about the nginx packages and systemd about nginx", "Install nginx"},
+                              {"Write the gateway configuration"}),
+    "nginx_gateway_configure": ("nginx_gateway",
+                                {"Check the upstreams", "Write the gateway configuration"},
+                                {"Ask apt about the nginx packages and systemd about nginx", "Install nginx"}),
+}
+
+
+@pytest.mark.parametrize("tag", sorted(INCLUDED_STEPS))
+def test_a_step_tag_of_an_included_role_runs_the_step_with_its_preflight_and_nothing_else(tmp_path, tag):
+    role, wanted, unwanted = INCLUDED_STEPS[tag]
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(yaml.safe_dump([{"name": "Apply the role", "hosts": "all", "gather_facts": False,
+                                         "roles": ["difyops.dify.%s" % role]}]), encoding="utf-8")
+    selected = {task.split(" : ", 1)[-1] for task in list_tasks(playbook, tag)["Apply the role"]}
+    assert wanted <= selected, sorted(wanted - selected)
+    assert not unwanted & selected, sorted(unwanted & selected)
+
+
+def test_the_services_playbook_selects_its_includes_with_their_step_tags():
+    for path, role, tags, applied in _role_applications():
+        steps = {tag for tag in INCLUDED_STEPS if tag.startswith(role + "_")}
+        if path == "services.yml" and steps:
+            assert steps <= set(tags), (role, tags)

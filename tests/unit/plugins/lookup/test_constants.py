@@ -110,5 +110,6 @@ def test_systemctl_show_asks_what_systemd_unit_actions_reads():
     users = sorted(str(path.relative_to(repo)) for path in repo.glob("roles/*/tasks/*.yml")
                    if "'systemctl_show')" in path.read_text(encoding="utf-8"))
     assert users == ["roles/common/tasks/units.yml", "roles/dify_stack/tasks/firewall.yml",
-                     "roles/docker_engine/tasks/preflight.yml", "roles/nginx_gateway/tasks/packages.yml"]
+                     "roles/docker_engine/tasks/preflight.yml", "roles/nginx_gateway/tasks/packages.yml",
+                     "roles/postgres_tuning/tasks/preflight.yml"]
     assert unit_actions("Id=a.service\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n", ["a"]) == []
