@@ -53,10 +53,9 @@ def state_reads(psql: Sequence[str], databases: Sequence[str], user: str, settin
     superuser, without the database) with SERVER_SQL in the maintenance database, named `server`,
     then DATABASE_SQL in each of DATABASES, named `database0`, ...; the hot TABLES are read in the
     first. The names are passed as psql variables, which the queries quote."""
-    reads = {"server": {"argv": list(psql) + ["-d", "postgres", "-v", "user=" + user,
-                                               "-v", "databases=" + ",".join(databases),
-                                               "-v", "settings=" + ",".join(settings)],
-                        "stdin": server_sql}}
+    server_argv = list(psql) + ["-d", "postgres", "-v", "user=" + user, "-v", "databases=" + ",".join(databases),
+                                "-v", "settings=" + ",".join(settings)]
+    reads = {"server": {"argv": server_argv, "stdin": server_sql}}
     for index, name in enumerate(databases):
         reads["database%d" % index] = {"argv": list(psql) + ["-d", name, "-v", "tables=" + (",".join(tables) if index == 0 else "")],
                                        "stdin": database_sql}
