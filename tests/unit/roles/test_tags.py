@@ -144,7 +144,7 @@ INCLUDED_STEPS = {
     "postgres_tuning_configure": ("postgres_tuning",
                                   {"Read apt, systemd, the schedule and the server in one call", "Check that the server answers",
                                    "Write the settings, pg_hba.conf and the backup job", "Reload the configuration",
-                                   "Restart the server for the settings that need it", "Schedule the backups",
+                                   "Restart the server", "Schedule the backups",
                                    "Write the settings file that db_postgres mounts, and its directory"},
                                   {"Install the server, its extensions and the Python driver",
                                    "Create the Dify role, or set its attributes and password",
