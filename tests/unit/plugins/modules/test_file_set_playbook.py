@@ -37,9 +37,11 @@ PLAYBOOK = """
 """
 
 
-def run_playbook(tmp_path: pathlib.Path, extra_env: dict, *args: str) -> subprocess.CompletedProcess:
-    playbook = tmp_path / "play.yml"
-    playbook.write_text(PLAYBOOK % {"dir": tmp_path / "out", "secret": SECRET}, encoding="utf-8")
+def run_on_localhost(tmp_path: pathlib.Path, name: str, text: str, extra_env: dict, *args: str) -> subprocess.CompletedProcess:
+    """ansible-playbook with TEXT as the playbook NAME in TMP_PATH, against localhost, with this
+    repository's configuration and collection."""
+    playbook = tmp_path / name
+    playbook.write_text(text, encoding="utf-8")
     (tmp_path / "out").mkdir(exist_ok=True)
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
                ANSIBLE_COLLECTIONS_PATH=str(REPO / ".cache" / "collections"),
@@ -49,6 +51,10 @@ def run_playbook(tmp_path: pathlib.Path, extra_env: dict, *args: str) -> subproc
     command = [str(PLAYBOOK_BIN), "-i", "localhost,", "-c", "local",
                "-e", "ansible_python_interpreter=%s" % sys.executable, str(playbook), *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=300, check=False)
+
+
+def run_playbook(tmp_path: pathlib.Path, extra_env: dict, *args: str) -> subprocess.CompletedProcess:
+    return run_on_localhost(tmp_path, "play.yml", PLAYBOOK % {"dir": tmp_path / "out", "secret": SECRET}, extra_env, *args)
 
 
 @pytest.mark.skipif(not PLAYBOOK_BIN.exists(), reason="ansible-playbook is not beside this Python")
@@ -82,17 +88,8 @@ BACKUP_PLAYBOOK = """
 
 
 def run_backup_playbook(tmp_path: pathlib.Path, content: str, *args: str) -> dict:
-    playbook = tmp_path / "backup.yml"
-    playbook.write_text(BACKUP_PLAYBOOK % {"dir": tmp_path / "out", "content": content}, encoding="utf-8")
-    (tmp_path / "out").mkdir(exist_ok=True)
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-               ANSIBLE_COLLECTIONS_PATH=str(REPO / ".cache" / "collections"),
-               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-               ANSIBLE_FACT_CACHING="memory", ANSIBLE_RETRY_FILES_ENABLED="false",
-               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
-    command = [str(PLAYBOOK_BIN), "-i", "localhost,", "-c", "local",
-               "-e", "ansible_python_interpreter=%s" % sys.executable, str(playbook), *args]
-    run = subprocess.run(command, capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=300, check=False)
+    run = run_on_localhost(tmp_path, "backup.yml", BACKUP_PLAYBOOK % {"dir": tmp_path / "out", "content": content},
+                           {"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}, *args)
     assert run.returncode == 0, run.stdout + run.stderr
     return json.loads(run.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
 
