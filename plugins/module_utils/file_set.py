@@ -121,7 +121,8 @@ def _set_attributes(path: str, entry: Entry, owner: Optional[Tuple[int, int]] = 
     os.chmod(path, entry.mode)
 
 
-def _write(entry: Entry, run_validate: Callable[[str, str], Optional[str]]) -> None:
+def _write(entry: Entry, run_validate: Callable[[str, str], Optional[str]],
+           keep: Optional[Callable[[str], None]] = None) -> None:
     directory = os.path.dirname(entry.path) or "."
     try:
         old: Optional[os.stat_result] = os.lstat(entry.path)
@@ -138,14 +139,19 @@ def _write(entry: Entry, run_validate: Callable[[str, str], Optional[str]]) -> N
             problem = run_validate(entry.validate, candidate)
             if problem is not None:
                 raise FileSetError("%s failed validation, so it was not replaced: %s" % (entry.path, problem))
+        if entry.backup and old is not None and keep is not None:
+            keep(entry.path)
         os.replace(candidate, entry.path)
     finally:
         if os.path.exists(candidate):
             os.unlink(candidate)
 
 
-def apply(entry: Entry, found: List[str], run_validate: Callable[[str, str], Optional[str]]) -> None:
-    """Make the host match the entry, given what differences() found."""
+def apply(entry: Entry, found: List[str], run_validate: Callable[[str, str], Optional[str]],
+          keep: Optional[Callable[[str], None]] = None) -> None:
+    """Make the host match the entry, given what differences() found. KEEP is called with the path
+    of a file with backup set, once its new content passed validation and before it replaces the
+    file (the module copies the old file aside there)."""
     if not found:
         return
     if "type" in found:
@@ -158,7 +164,7 @@ def apply(entry: Entry, found: List[str], run_validate: Callable[[str, str], Opt
         elif "missing" in found or "content" in found:
             if not os.path.isdir(os.path.dirname(entry.path) or "."):
                 raise FileSetError("%s: its directory does not exist; list it under directories first" % entry.path)
-            _write(entry, run_validate)
+            _write(entry, run_validate, keep)
         else:
             _set_attributes(entry.path, entry)
     except OSError as exc:

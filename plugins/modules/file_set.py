@@ -103,7 +103,8 @@ options:
           - Before new content replaces the file, copy the file beside it under a name with the
             time, as the O(ansible.builtin.template#module:backup) option does, and return that
             name in RV(backup_files). A task that finds something wrong with the new file can put
-            the old one back. Not in check mode; a new file has nothing to keep.
+            the old one back. Not in check mode, and not when O(files[].validate) refuses the new
+            content (the file is not replaced then); a new file has nothing to keep.
         type: bool
         default: false
 attributes:
@@ -234,6 +235,9 @@ def main() -> None:
         return None if rc == 0 else "%s (rc %d)" % ((err or out).strip() or "no output", rc)
 
     changed_paths, changes, diffs, backup_files = [], {}, [], {}
+
+    def keep(path: str) -> None:
+        backup_files[path] = module.backup_local(path)
     try:
         planned = entries(module.params)
         for entry, secret in planned:
@@ -247,9 +251,7 @@ def main() -> None:
                 else:
                     diffs.append({"prepared": "%s: %s\n" % (entry.path, ", ".join(found))})
             if not module.check_mode:
-                if entry.backup and "content" in found:
-                    backup_files[entry.path] = module.backup_local(entry.path)
-                apply(entry, found, run_validate)
+                apply(entry, found, run_validate, keep)
             changed_paths.append(entry.path)
             changes[entry.path] = found
     except FileSetError as exc:

@@ -81,6 +81,30 @@ def test_a_file_that_fails_validation_never_replaces_the_old_one(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["compose.yaml"]  # no temporary file left behind
 
 
+def test_a_file_with_backup_is_kept_only_once_its_new_content_passed_validation(tmp_path):
+    path = tmp_path / "pg_hba.conf"
+    path.write_bytes(b"old\n")
+    kept = []
+
+    def keep(kept_path):
+        kept.append((kept_path, open(kept_path, "rb").read()))  # still the old content
+
+    refused = Entry(path=str(path), kind="file", mode=0o640, content=b"bad\n", validate="check %s", backup=True)
+    with pytest.raises(FileSetError, match="failed validation"):
+        apply(refused, differences(refused), lambda command, candidate: "broken", keep)
+    assert kept == []
+
+    accepted = Entry(path=str(path), kind="file", mode=0o640, content=b"new\n", validate="check %s", backup=True)
+    apply(accepted, differences(accepted), lambda command, candidate: None, keep)
+    assert kept == [(str(path), b"old\n")] and path.read_bytes() == b"new\n"
+
+    # A new file, or one without backup, has nothing kept.
+    for entry in (Entry(path=str(tmp_path / "new.conf"), kind="file", mode=0o644, content=b"x", backup=True),
+                  Entry(path=str(path), kind="file", mode=0o640, content=b"newer\n")):
+        apply(entry, differences(entry), never, keep)
+    assert len(kept) == 1
+
+
 def test_a_path_of_the_wrong_type_is_refused(tmp_path):
     (tmp_path / "d").write_text("a file where a directory belongs")
     entry = Entry(path=str(tmp_path / "d"), kind="directory", mode=0o755)
