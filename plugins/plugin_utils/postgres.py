@@ -121,6 +121,7 @@ def server_state(outputs: Mapping[str, Any], databases: Sequence[str], user: str
         "overridden": [{"name": name, "source": value["source"]} for name, value in sorted(server["settings"].items())
                        if not value["pending_restart"] and (value["sourcefile"] or "") != conf_file],
         "role": role_action(server.get("role"), password),
+        "databases_missing": [name for name in databases if name not in server["databases"]],
         "databases": [name for name in databases
                       if name not in server["databases"]
                       or server["databases"][name]["owner"] != user

@@ -78,6 +78,7 @@ def test_a_missing_database_is_created_and_given_the_extension():
     outputs = dict(OUTPUTS, database1=OUTPUTS["database2"])
     found = state(outputs, databases=("dify", "dify_new"))
     assert found["databases"] == ["dify_new"] and found["extensions"] == ["dify_new"]
+    assert found["databases_missing"] == ["dify_new"] and state()["databases_missing"] == []
     assert state(outputs, databases=("dify", "dify_new"), extension=None)["extensions"] == []
 
 
