@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import Any, Dict, List
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.difyops.dify.plugins.plugin_utils.apt import policy, unlisted
 
 
 def apt_unlisted(show_output: Any, packages: Any) -> List[str]:
     """The packages without a record in `apt-cache show`'s output."""
     if isinstance(packages, str) or not hasattr(packages, "__iter__"):
         raise AnsibleFilterError("apt_unlisted takes a list of package names, got %r" % (packages,))
+    from ansible_collections.difyops.dify.plugins.plugin_utils.apt import unlisted
+
     return unlisted(str(show_output or ""), packages)
 
 
@@ -24,6 +25,8 @@ def apt_policy(policy_output: Any, packages: Any) -> Dict[str, List[str]]:
     """The packages not installed, and those of them apt's lists do not know, from `apt-cache policy`."""
     if isinstance(packages, str) or not hasattr(packages, "__iter__"):
         raise AnsibleFilterError("apt_policy takes a list of package names, got %r" % (packages,))
+    from ansible_collections.difyops.dify.plugins.plugin_utils.apt import policy
+
     return policy(str(policy_output or ""), packages)
 
 

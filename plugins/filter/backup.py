@@ -11,7 +11,6 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import yaml
 from ansible.errors import AnsibleFilterError
-from ansible_collections.difyops.dify.plugins.plugin_utils.stack import backup
 from ansible_collections.difyops.dify.plugins.plugin_utils.values import plain as _plain
 
 
@@ -48,6 +47,8 @@ def backup_items(plan: Mapping[str, Any], host: str, project: Optional[Mapping[s
                  secrets_file: str = "") -> Dict[str, Any]:
     """What a backup of HOST holds (items), the services a restore stops (writers) and the dumps an earlier
     backup left inside a database volume (stale)."""
+    from ansible_collections.difyops.dify.plugins.plugin_utils.stack import backup
+
     project = _plain(project or {})
     try:
         return {"items": backup.host_items(_plain(plan), str(host), project, str(secrets_file or "")),
@@ -58,6 +59,8 @@ def backup_items(plan: Mapping[str, Any], host: str, project: Optional[Mapping[s
 
 def backup_manifest(items: Sequence[Mapping[str, Any]], stats: Any, meta: Mapping[str, Any]) -> Dict[str, Any]:
     """The manifest of a backup set, with this collection's version."""
+    from ansible_collections.difyops.dify.plugins.plugin_utils.stack import backup
+
     meta = dict(_plain(meta))
     meta.setdefault("collection", "difyops.dify")
     meta.setdefault("collection_version", collection_version())
@@ -70,6 +73,8 @@ def backup_manifest(items: Sequence[Mapping[str, Any]], stats: Any, meta: Mappin
 def backup_restore_problems(manifest: Any, stats: Any, host: str, expected: Sequence[Mapping[str, Any]] = (),
                             secrets: Optional[Mapping[str, Any]] = None) -> List[str]:
     """Why a backup set may not be restored on HOST (empty: it may)."""
+    from ansible_collections.difyops.dify.plugins.plugin_utils.stack import backup
+
     problems = backup.manifest_problems(_plain(manifest), _stats(_plain(stats)), str(host), _plain(expected))
     if secrets:
         secrets = _plain(secrets)
@@ -82,6 +87,8 @@ def backup_restore_problems(manifest: Any, stats: Any, host: str, expected: Sequ
 
 def backup_prune(names: Sequence[str], keep: int) -> List[str]:
     """The backup sets to remove, oldest first, so that the newest KEEP remain."""
+    from ansible_collections.difyops.dify.plugins.plugin_utils.stack import backup
+
     try:
         return backup.to_prune([str(n) for n in _plain(names)], int(keep))
     except (backup.BackupError, ValueError, TypeError) as exc:

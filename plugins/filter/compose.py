@@ -10,23 +10,19 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.basic import missing_required_lib
-from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.validate import as_bool
-from ansible_collections.difyops.dify.plugins.plugin_utils.stack import versions
-from ansible_collections.difyops.dify.plugins.plugin_utils.stack.compose import VERSION_FIELD, StackError, bundle
-from ansible_collections.difyops.dify.plugins.plugin_utils.stack.moves import plan_data_moves as _plan_data_moves
-from ansible_collections.difyops.dify.plugins.plugin_utils.stack.status import StatusError
-from ansible_collections.difyops.dify.plugins.plugin_utils.stack.status import status as _status
-from ansible_collections.difyops.dify.plugins.plugin_utils.upgrade import upgrade_steps
 from ansible_collections.difyops.dify.plugins.plugin_utils.values import plain as _plain
 
-try:
-    import jsonschema
-except ImportError:  # pragma: no cover - depends on the controller
-    jsonschema = None
+# The stack model and jsonschema are imported by the filters that use them, not here: ansible-core
+# loads every filter file of the collection in each worker process that resolves any one of its
+# filters, compiling the collection's Python from source there, so these imports made every task
+# that used a filter of the collection cost a fraction of a second of controller CPU
+# (tests/unit/plugins/filter/test_filter_imports.py).
 
 
 def compose_project(plan: Mapping[str, Any], host: str, options: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """One host's Compose project and what follows from it (secrets, ports, firewall, checks)."""
+    from ansible_collections.difyops.dify.plugins.plugin_utils.stack.compose import StackError, bundle
+
     plan = _plain(plan)
     if host not in plan.get("hosts", {}):
         raise AnsibleFilterError("compose_project: host '%s' is not in the plan (planned: %s)"
@@ -41,6 +37,10 @@ def compose_project(plan: Mapping[str, Any], host: str, options: Optional[Mappin
 
 def compose_schema_errors(project: Mapping[str, Any], schema: Mapping[str, Any]) -> List[str]:
     """Every place where the project breaks the Compose Specification, as 'path: message'."""
+    try:
+        import jsonschema
+    except ImportError:  # pragma: no cover - depends on the controller
+        jsonschema = None
     if jsonschema is None:
         raise AnsibleFilterError(missing_required_lib("jsonschema") + " (on the controller, for compose_schema_errors)")
     validator_class = jsonschema.validators.validator_for(_plain(schema))
@@ -51,6 +51,8 @@ def compose_schema_errors(project: Mapping[str, Any], schema: Mapping[str, Any])
 
 def plan_data_moves(plan: Mapping[str, Any], deployed: Mapping[str, Any], allowed: bool = False) -> Dict[str, List[str]]:
     """What the plan would leave behind on the deployed hosts (refusals) and the orphans."""
+    from ansible_collections.difyops.dify.plugins.plugin_utils.stack.moves import plan_data_moves as _plan_data_moves
+
     try:
         return _plan_data_moves(_plain(plan), {str(h): _plain(p) if isinstance(p, Mapping) else None
                                                for h, p in _plain(deployed).items()}, bool(allowed))
@@ -64,6 +66,8 @@ def deployed_version(project: Any) -> Optional[str]:
     recorded are 1.13.3's (the only version the collection deployed then); None: no project."""
     if not isinstance(project, Mapping) or not project.get("services"):
         return None
+    from ansible_collections.difyops.dify.plugins.plugin_utils.stack.compose import VERSION_FIELD
+
     record = project.get(VERSION_FIELD)
     if isinstance(record, Mapping) and record.get("dify_version"):
         return str(record["dify_version"])
@@ -76,6 +80,9 @@ def dify_upgrade(deployed: Mapping[str, Any], target: str, plan: Optional[Mappin
     if not isinstance(deployed, Mapping):
         raise AnsibleFilterError("dify_upgrade: the deployed Compose projects by inventory host are needed, got %s"
                                  % type(deployed).__name__)
+    from ansible_collections.difyops.dify.plugins.plugin_utils.stack import versions
+    from ansible_collections.difyops.dify.plugins.plugin_utils.upgrade import upgrade_steps
+
     running = {str(host): deployed_version(_plain(project)) for host, project in deployed.items()}
     result = versions.upgrade(running, str(target))
     result["deployed"] = running
@@ -93,6 +100,10 @@ def stack_status(services: Any, state: str, started: Any, docker_rc: Any = 1, do
                  health_timeout: Any = 600, project_dir: Any = "/opt/dify", host: Any = "") -> Dict[str, Any]:
     """What became of one host's stack (state, step, reason) and whether the host fails, with the
     failure's step, fix and message; see plugin_utils/stack/status.py."""
+    from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.validate import as_bool
+    from ansible_collections.difyops.dify.plugins.plugin_utils.stack.status import StatusError
+    from ansible_collections.difyops.dify.plugins.plugin_utils.stack.status import status as _status
+
     flag = as_bool(_plain(started))
     if flag is None:
         raise AnsibleFilterError("stack_status: started must be a boolean, got %r" % (_plain(started),))

@@ -12,7 +12,6 @@ import binascii
 from typing import Any, Dict, Iterable, Mapping
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.difyops.dify.plugins.module_utils.daemon_json import DaemonJsonError, load, merge
 
 
 def _text(content: Any, name: str) -> str:
@@ -29,6 +28,8 @@ def _text(content: Any, name: str) -> str:
 def _load(content: Any, path: str, name: str) -> Dict[str, Any]:
     """The configuration in the base64 CONTENT (None: no file); DaemonJsonError with the module's
     own message when docker_daemon_json could not merge into it."""
+    from ansible_collections.difyops.dify.plugins.module_utils.daemon_json import DaemonJsonError, load
+
     if content is None:
         return {}
     try:
@@ -40,6 +41,8 @@ def _load(content: Any, path: str, name: str) -> Dict[str, Any]:
 def daemon_json_problem(content: Any, path: Any = "daemon.json") -> str:
     """Empty when the base64 CONTENT (None: no file) is a configuration docker_daemon_json can merge
     into; otherwise the same message the module fails with."""
+    from ansible_collections.difyops.dify.plugins.module_utils.daemon_json import DaemonJsonError
+
     try:
         _load(content, str(path), "daemon_json_problem")
     except DaemonJsonError as exc:
@@ -51,6 +54,8 @@ def daemon_json_merge(content: Any, settings: Any, remove: Any = ()) -> Dict[str
     """What docker_daemon_json would make of the base64 CONTENT (None: no file) with SETTINGS merged
     in and the keys of REMOVE dropped: `config`, the merged configuration, and `differs`, the
     module's own comparison with the file's. A file it could not merge into is an error."""
+    from ansible_collections.difyops.dify.plugins.module_utils.daemon_json import DaemonJsonError, merge
+
     if not isinstance(settings, Mapping):
         raise AnsibleFilterError("daemon_json_merge takes the settings as a mapping, got %r" % (settings,))
     if isinstance(remove, (str, bytes)) or not isinstance(remove, Iterable):

@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import Any, Dict
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.difyops.dify.plugins.plugin_utils.docker import DockerInfoError, info
 
 
 def docker_info(output: Any) -> Dict[str, Any]:
     """The summary of `docker info --format '{{json .}}'`'s standard output."""
     if not isinstance(output, str):
         raise AnsibleFilterError("docker_info takes the standard output of docker info, got %r" % (output,))
+    from ansible_collections.difyops.dify.plugins.plugin_utils.docker import DockerInfoError, info
+
     try:
         return info(output)
     except DockerInfoError as exc:

@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Optional
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.difyops.dify.plugins.plugin_utils import monitoring, monitoring_dashboard
 from ansible_collections.difyops.dify.plugins.plugin_utils.values import plain as _plain
 
 
 def dify_alert_rules(plan: Mapping[str, Any], options: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """The rules document ({"groups": [...]}) whose thresholds come from the plan."""
+    from ansible_collections.difyops.dify.plugins.plugin_utils import monitoring
+
     try:
         return monitoring.alert_rules(_plain(plan), _plain(options or {}))
     except ValueError as exc:
@@ -23,6 +24,8 @@ def dify_alert_rules(plan: Mapping[str, Any], options: Optional[Mapping[str, Any
 
 def dify_scrape_targets(plan: Mapping[str, Any], options: Optional[Mapping[str, Any]] = None) -> Dict[str, List[Dict[str, Any]]]:
     """Per exporter kind, the static configs (targets and host/role labels) of the plan's hosts."""
+    from ansible_collections.difyops.dify.plugins.plugin_utils import monitoring
+
     try:
         return monitoring.scrape_targets(_plain(plan), _plain(options or {}))
     except ValueError as exc:
@@ -31,6 +34,8 @@ def dify_scrape_targets(plan: Mapping[str, Any], options: Optional[Mapping[str, 
 
 def dify_grafana_dashboard(plan: Mapping[str, Any], options: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """The Grafana dashboard (one row per host) whose queries and threshold lines are the alerts'."""
+    from ansible_collections.difyops.dify.plugins.plugin_utils import monitoring_dashboard
+
     try:
         return monitoring_dashboard.grafana_dashboard(_plain(plan), _plain(options or {}))
     except ValueError as exc:

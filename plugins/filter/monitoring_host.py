@@ -8,13 +8,14 @@ from __future__ import annotations
 from typing import Any, Dict, Mapping, Optional
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.difyops.dify.plugins.plugin_utils import monitoring
 from ansible_collections.difyops.dify.plugins.plugin_utils.values import plain as _plain
 
 
 def dify_monitoring_exporters(plan: Mapping[str, Any], host: str,
                               options: Optional[Mapping[str, Any]] = None) -> Dict[str, Dict[str, Any]]:
     """Per exporter kind the host runs: its port, listen address and what the kind needs."""
+    from ansible_collections.difyops.dify.plugins.plugin_utils import monitoring
+
     try:
         return monitoring.host_exporters(_plain(plan), str(host), _plain(options or {}))
     except ValueError as exc:

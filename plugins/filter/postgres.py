@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.difyops.dify.plugins.plugin_utils.postgres import StateError, server_state, state_reads
 
 
 def _names(value: Any, what: str) -> Sequence[str]:
@@ -22,6 +21,8 @@ def _names(value: Any, what: str) -> Sequence[str]:
 def postgres_state_reads(psql: Any, databases: Any, user: str, settings: Any, tables: Any,
                          server_sql: str, database_sql: str) -> Dict[str, Dict[str, Any]]:
     """The commands_info commands that read the server and each of DATABASES (see postgres_state_reads.yml)."""
+    from ansible_collections.difyops.dify.plugins.plugin_utils.postgres import state_reads
+
     return state_reads(_names(psql, "the psql command"), _names(databases, "the databases"), str(user),
                        _names(settings, "the settings"), _names(tables, "the hot tables"),
                        str(server_sql), str(database_sql))
@@ -36,6 +37,8 @@ def postgres_server_state(outputs: Any, databases: Any, user: str, password: str
         raise AnsibleFilterError("postgres_server_state takes the databases as a list, got %r" % (databases,))
     if not isinstance(hot_tables, Mapping):
         raise AnsibleFilterError("postgres_server_state takes the hot tables as a mapping, got %r" % (hot_tables,))
+    from ansible_collections.difyops.dify.plugins.plugin_utils.postgres import StateError, server_state
+
     try:
         return server_state(outputs, [str(name) for name in databases], str(user), str(password), str(conf_name),
                             hot_tables, str(extension) if extension else None)

@@ -10,12 +10,6 @@ import json
 from typing import Any, Dict, List, Mapping
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.difyops.dify.plugins.module_utils.disk_inventory import slowest_kind
-from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.catalog import COMPONENTS
-from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.errors import PlanError
-from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
-from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.host import DISK_KINDS
-from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.report import fleet_summary, reports
 
 
 def _address(hv: Mapping[str, Any]) -> Any:
@@ -37,6 +31,9 @@ def _address(hv: Mapping[str, Any]) -> Any:
 def _disk_kind(facts: Mapping[str, Any]) -> str:
     """The slowest known disk kind behind the data paths that difyops.dify.disk_facts described;
     'ssd' when there are no such facts or every kind is unknown."""
+    from ansible_collections.difyops.dify.plugins.module_utils.disk_inventory import slowest_kind
+    from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.host import DISK_KINDS
+
     entries = ((facts.get("disks") or {}).get("paths") or {}).values()
     kind = slowest_kind(entry.get("kind") for entry in entries)
     return kind if kind in DISK_KINDS else "ssd"
@@ -50,6 +47,8 @@ def _given(value: Any, fallback: Any) -> Any:
 
 def plan_inputs(groups: Mapping[str, List[str]], hostvars: Mapping[str, Any], group: str = "dify") -> List[Dict[str, Any]]:
     """Build the sizing engine's host list from the inventory's groups and the hosts' facts."""
+    from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.catalog import COMPONENTS
+
     if group not in groups:
         raise AnsibleFilterError("plan_inputs: the inventory has no group '%s' (its groups: %s)"
                                  % (group, ", ".join(sorted(groups))))
@@ -78,6 +77,9 @@ def plan_inputs(groups: Mapping[str, List[str]], hostvars: Mapping[str, Any], gr
 
 def stack_plan(hosts: List[Mapping[str, Any]], options: Mapping[str, Any] = None) -> Dict[str, Any]:
     """Plan every host and the fleet; refusals become one filter error listing every problem."""
+    from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.errors import PlanError
+    from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.fleet import plan_fleet
+
     try:
         return plan_fleet(hosts, options or {})
     except PlanError as exc:
@@ -86,12 +88,16 @@ def stack_plan(hosts: List[Mapping[str, Any]], options: Mapping[str, Any] = None
 
 def plan_reports(plan: Mapping[str, Any]) -> Dict[str, str]:
     """The report files of a plan (Markdown and SVG per host), by file name."""
+    from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.report import reports
+
     return reports(plan)
 
 
 def plan_report_files(plan: Mapping[str, Any], directory: str) -> List[Dict[str, str]]:
     """plan.json and every report as difyops.dify.file_set entries under ``directory``: a fleet's
     reports are written in one module call, not one task per file."""
+    from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.report import reports
+
     if not isinstance(directory, str) or not directory.startswith("/"):
         raise AnsibleFilterError("plan_report_files: the directory must be an absolute path, got %r" % (directory,))
     root = directory.rstrip("/") or "/"
@@ -103,6 +109,8 @@ def plan_report_files(plan: Mapping[str, Any], directory: str) -> List[Dict[str,
 
 def plan_summary(plan: Mapping[str, Any]) -> List[str]:
     """One line per host and one for the fleet."""
+    from ansible_collections.difyops.dify.plugins.plugin_utils.sizing.report import fleet_summary
+
     return fleet_summary(plan)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any, Dict, List
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.difyops.dify.plugins.plugin_utils.systemd import UnitShowError, unit_actions
 
 
 def _names(value: Any, what: str) -> List[str]:
@@ -24,6 +23,8 @@ def systemd_unit_actions(
     show_output: Any, units: Any, restart: Any = None, reload: Any = None, enable_only: Any = None
 ) -> List[Dict[str, object]]:
     """The units that need a task, from `systemctl show`'s output."""
+    from ansible_collections.difyops.dify.plugins.plugin_utils.systemd import UnitShowError, unit_actions
+
     try:
         return unit_actions(str(show_output or ""), _names(units, "units"), _names(restart, "restart"), _names(reload, "reload"),
                             _names(enable_only, "enable_only"))

@@ -67,7 +67,7 @@ from typing import Any, List
 
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
-from ansible_collections.difyops.dify.plugins.plugin_utils.stack.constants import constants
+from ansible_collections.difyops.dify.plugins.plugin_utils.stack.constants import NAMES, constants
 
 
 class LookupModule(LookupBase):
@@ -75,11 +75,12 @@ class LookupModule(LookupBase):
 
     def run(self, terms: List[Any], variables: Any = None, **kwargs: Any) -> List[Any]:
         self.set_options(var_options=variables, direct=kwargs)
-        facts = constants()
         if not terms:
-            return [facts]
-        unknown = [str(term) for term in terms if term not in facts]
+            return [constants()]
+        unknown = [str(term) for term in terms if term not in NAMES]
         if unknown:
             raise AnsibleLookupError("difyops.dify.constants has no fact named %s (it has: %s)"
-                                     % (", ".join(unknown), ", ".join(sorted(facts))))
+                                     % (", ".join(unknown), ", ".join(sorted(NAMES))))
+        # Only the facts asked for: each imports what it comes from (see plugin_utils/stack/constants.py).
+        facts = constants(terms)
         return [facts[term] for term in terms]

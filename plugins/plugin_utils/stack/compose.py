@@ -21,6 +21,7 @@ from ..sizing.fleet import INFERENCE_CONTAINER_PORTS, PORTS
 from ..sizing.fleet import inference_endpoint as fleet_inference_endpoint
 from ..sizing.validate import as_bool, bracketed, host_port, unusable_host
 from . import firewall, versions
+from .defaults import DEFAULT_GATEWAY_PORT, DEFAULT_PROJECT_DIR, DIFY_UID
 
 # Variables of the Go runtime (read by weaviate and the plugin daemon), not Dify's own settings.
 RUNTIME_ENV = frozenset(("GOMEMLIMIT", "GOMAXPROCS"))
@@ -82,7 +83,6 @@ SHELLCTL_PORT = registry.port("local_sandbox")
 # Redis database of the agent backend's runs (upstream's default; Dify uses 0, Celery 1).
 AGENT_REDIS_DB = 2
 PLUGIN_DEBUGGING_PORT = 5003
-DIFY_UID = 1001
 DB_USER = "dify"
 DATABASES = ("dify", "dify_plugin")
 # The data directory of the PostgreSQL containers (below their volume, as upstream's compose sets it).
@@ -98,11 +98,7 @@ DATA_DIRS = registry.data_dirs()
 GATEWAY_LOG_DIR = "/var/log/dify-gateway"
 # logrotate's file for that log.
 GATEWAY_LOGROTATE = "/etc/logrotate.d/difyops-dify-gateway"
-# Where the project lives unless dify_stack_project_dir says otherwise.
-DEFAULT_PROJECT_DIR = "/opt/dify"
-# The gateway's plain HTTP port unless dify_stack_gateway_port says otherwise (nginx_gateway's
-# nginx_gateway_port follows it).
-DEFAULT_GATEWAY_PORT = 80
+# DEFAULT_PROJECT_DIR, DEFAULT_GATEWAY_PORT and DIFY_UID are in defaults.py (imported above).
 
 
 class StackError(ValueError):

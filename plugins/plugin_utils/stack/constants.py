@@ -11,11 +11,9 @@ PostgreSQL must never get, and the data directories whose presence says a databa
 
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Iterable, Optional, Tuple
 
-from ..sizing.services import SERVICES
-from ..systemd import PROPERTIES
-from . import compose, reference_1_13_3, reference_1_16_1, versions
+from . import defaults
 
 # A secret given by the operator must be at least this long (the generated ones are longer).
 SECRET_MIN_LENGTH = 16
@@ -23,30 +21,86 @@ SECRET_MIN_LENGTH = 16
 # its databases, and PostgreSQL's customary ones.
 KNOWN_DEFAULT_PASSWORDS: Tuple[str, ...] = (
     "difyai123456", "Difyai123456", "difypassword", "testpassword", "password", "postgres")
-# Every default secret published by a supported version's upstream files (the references), as
-# values: Compose interpolations (${NAME:-value}) repeat a value that is listed on its own.
-UPSTREAM_DEFAULT_SECRETS = frozenset(
-    secret for secret in reference_1_13_3.DEFAULT_SECRETS | reference_1_16_1.DEFAULT_SECRETS if "${" not in secret)
-# The stack's databases: the file whose presence says the data directory holds a cluster, and the
-# secret that is its password (the data directories are compose.DATA_DIRS').
-DATABASE_PASSWORDS = {name: record.password for name, record in SERVICES.items() if record.password}
+
+# Each fact imports the modules it comes from when it is asked for: the lookup runs in each worker
+# process of a run, which compiles what it imports of the collection from source, and the facts
+# roles read on most tasks (the project directory, the gateway's port, systemctl's command) need
+# none of the Compose model or the upstream references.
 
 
-def constants() -> Dict[str, Any]:
-    """The collection's shared facts by name, as plain data (lists, dicts, strings, integers)."""
-    return {
-        "project_dir": compose.DEFAULT_PROJECT_DIR,
-        "gateway_port": compose.DEFAULT_GATEWAY_PORT,
-        "app_uid": compose.DIFY_UID,
-        "generated_secrets": [name for name in compose.SECRET_VARIABLES if name not in compose.GIVEN_ONLY_SECRETS],
-        "given_only_secrets": list(compose.GIVEN_ONLY_SECRETS),
-        "secret_formats": {name: form for name, form in versions.every_secret().items() if form != "token"},
-        "secret_min_length": SECRET_MIN_LENGTH,
-        # Shorter defaults are refused by their length already.
-        "upstream_default_secrets": sorted(s for s in UPSTREAM_DEFAULT_SECRETS if len(s) >= SECRET_MIN_LENGTH),
-        "known_default_passwords": list(KNOWN_DEFAULT_PASSWORDS),
-        "database_markers": {compose.DATA_DIRS[service] + "/PG_VERSION": secret
-                             for service, secret in DATABASE_PASSWORDS.items()},
-        # The command, before the units, whose output difyops.dify.systemd_unit_actions reads.
-        "systemctl_show": ["systemctl", "show"] + [arg for name in PROPERTIES for arg in ("-p", name)] + ["--"],
-    }
+def upstream_default_secrets() -> FrozenSet[str]:
+    """Every default secret published by a supported version's upstream files (the references), as
+    values: Compose interpolations (${NAME:-value}) repeat a value that is listed on its own."""
+    from . import reference_1_13_3, reference_1_16_1
+
+    return frozenset(secret for secret in reference_1_13_3.DEFAULT_SECRETS | reference_1_16_1.DEFAULT_SECRETS
+                     if "${" not in secret)
+
+
+def database_passwords() -> Dict[str, str]:
+    """The stack's databases and the secret that is each one's password (their data directories are
+    compose.DATA_DIRS')."""
+    from ..sizing.services import SERVICES
+
+    return {name: record.password for name, record in SERVICES.items() if record.password}
+
+
+def _generated_secrets() -> Any:
+    from . import compose
+
+    return [name for name in compose.SECRET_VARIABLES if name not in compose.GIVEN_ONLY_SECRETS]
+
+
+def _given_only_secrets() -> Any:
+    from . import compose
+
+    return list(compose.GIVEN_ONLY_SECRETS)
+
+
+def _secret_formats() -> Any:
+    from . import versions
+
+    return {name: form for name, form in versions.every_secret().items() if form != "token"}
+
+
+def _upstream_default_secrets() -> Any:
+    # Shorter defaults are refused by their length already.
+    return sorted(s for s in upstream_default_secrets() if len(s) >= SECRET_MIN_LENGTH)
+
+
+def _database_markers() -> Any:
+    """The file whose presence says a database's data directory holds a cluster, and its password's secret."""
+    from . import compose
+
+    return {compose.DATA_DIRS[service] + "/PG_VERSION": secret for service, secret in database_passwords().items()}
+
+
+def _systemctl_show() -> Any:
+    """The command, before the units, whose output difyops.dify.systemd_unit_actions reads."""
+    from ..systemd import PROPERTIES
+
+    return ["systemctl", "show"] + [arg for name in PROPERTIES for arg in ("-p", name)] + ["--"]
+
+
+_FACTS: Dict[str, Callable[[], Any]] = {
+    "project_dir": lambda: defaults.DEFAULT_PROJECT_DIR,
+    "gateway_port": lambda: defaults.DEFAULT_GATEWAY_PORT,
+    "app_uid": lambda: defaults.DIFY_UID,
+    "generated_secrets": _generated_secrets,
+    "given_only_secrets": _given_only_secrets,
+    "secret_formats": _secret_formats,
+    "secret_min_length": lambda: SECRET_MIN_LENGTH,
+    "upstream_default_secrets": _upstream_default_secrets,
+    "known_default_passwords": lambda: list(KNOWN_DEFAULT_PASSWORDS),
+    "database_markers": _database_markers,
+    "systemctl_show": _systemctl_show,
+}
+# The facts' names, in the order constants() returns them.
+NAMES: Tuple[str, ...] = tuple(_FACTS)
+
+
+def constants(names: Optional[Iterable[str]] = None) -> Dict[str, Any]:
+    """The collection's shared facts by name, as plain data (lists, dicts, strings, integers): every
+    one, or only those of NAMES (names it does not know are left out)."""
+    wanted = NAMES if names is None else [name for name in names if name in _FACTS]
+    return {name: _FACTS[name]() for name in wanted}

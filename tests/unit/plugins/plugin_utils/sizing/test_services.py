@@ -59,7 +59,7 @@ def test_the_stack_tables_are_the_records():
     assert compose.DATA_DIRS == {n: r.data_dir for n, r in RECORDS.items() if r.data_dir is not None}
     assert compose.DATA_DIRS["api"] == compose.DATA_DIRS["worker"] == "volumes/app/storage"
     assert compose.HOST_SERVICES_WHEN_SPLIT == monitoring.HOST_SERVICES_WHEN_SPLIT == ("nginx", "db_postgres")
-    assert constants.DATABASE_PASSWORDS == {"db_postgres": "DB_PASSWORD", "pgvector": "PGVECTOR_PASSWORD"}
+    assert constants.database_passwords() == {"db_postgres": "DB_PASSWORD", "pgvector": "PGVECTOR_PASSWORD"}
     assert backup.FILE_VECTOR_STORES == ("weaviate", "qdrant")
     what = moves._WHAT  # pylint: disable=protected-access
     assert what == {n: r.keeps for n, r in RECORDS.items() if r.keeps}
