@@ -32,7 +32,10 @@ ensure_venv() {
   rm -rf "$dir"
   "$PYTHON" -m venv "$dir"
   pip_install "$dir/bin/python" --upgrade pip
-  pip_install "$dir/bin/python" "$@"
+  # No byte-compiling at install: the `ansible` package alone brings about 14,000 modules, of which
+  # the tools import a few hundred; Python compiles those on first import. On a fresh machine, where
+  # every check competes for the CPUs, that saves compiling the rest in each environment.
+  pip_install "$dir/bin/python" --no-compile "$@"
   touch "$dir/.stamp-$key"
 }
 
