@@ -7,8 +7,8 @@ ansible-core resolves a collection's filter by loading every filter file of the 
 worker process that templates one (a task, a `when`, a role variable), and compiles the collection's
 Python from source there: it keeps no bytecode. When the filter files imported the sizing engine and
 the Compose model at the top, every task that used any filter of the collection paid for importing
-them all: 0.40 controller CPU-seconds a task against 0.05 now, and 0.17 against 0.004 for a task
-reading the project directory through the constants lookup (40 tasks each, ansible-core 2.21).
+them all: 0.34 controller CPU-seconds a task against 0.07 now, and 0.15 against 0.02 for a task
+reading the project directory through the constants lookup (bench/plugin_cost.sh, ansible-core 2.21).
 So the filter files import the model inside the filters that use it, and the lookup only the module
 of the fact it is asked for; these tests load them as ansible-core does, in a fresh interpreter.
 """
