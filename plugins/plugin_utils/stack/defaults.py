@@ -12,5 +12,5 @@ DEFAULT_PROJECT_DIR = "/opt/dify"
 # The gateway's plain HTTP port unless dify_stack_gateway_port says otherwise (nginx_gateway's
 # nginx_gateway_port follows it).
 DEFAULT_GATEWAY_PORT = 80
-# The UID Dify's api, worker and web images run as (the owner of their data directories).
+# The UID the app containers' storage directories belong to (the user Dify's api image runs as).
 DIFY_UID = 1001
