@@ -11,7 +11,7 @@ PostgreSQL must never get, and the data directories whose presence says a databa
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, FrozenSet, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 from . import defaults
 
@@ -26,15 +26,6 @@ KNOWN_DEFAULT_PASSWORDS: Tuple[str, ...] = (
 # process of a run, which compiles what it imports of the collection from source, and the facts
 # roles read on most tasks (the project directory, the gateway's port, systemctl's command) need
 # none of the Compose model or the upstream references.
-
-
-def upstream_default_secrets() -> FrozenSet[str]:
-    """Every default secret published by a supported version's upstream files (the references), as
-    values: Compose interpolations (${NAME:-value}) repeat a value that is listed on its own."""
-    from . import reference_1_13_3, reference_1_16_1
-
-    return frozenset(secret for secret in reference_1_13_3.DEFAULT_SECRETS | reference_1_16_1.DEFAULT_SECRETS
-                     if "${" not in secret)
 
 
 def database_passwords() -> Dict[str, str]:
@@ -64,8 +55,13 @@ def _secret_formats() -> Any:
 
 
 def _upstream_default_secrets() -> Any:
-    # Shorter defaults are refused by their length already.
-    return sorted(s for s in upstream_default_secrets() if len(s) >= SECRET_MIN_LENGTH)
+    """Every default secret published by a supported version's upstream files (the references), as
+    values: Compose interpolations (${NAME:-value}) repeat a value that is listed on its own, and
+    shorter defaults are refused by their length already."""
+    from . import reference_1_13_3, reference_1_16_1
+
+    published = reference_1_13_3.DEFAULT_SECRETS | reference_1_16_1.DEFAULT_SECRETS
+    return sorted(s for s in published if "${" not in s and len(s) >= SECRET_MIN_LENGTH)
 
 
 def _database_markers() -> Any:
