@@ -3,10 +3,11 @@
 # (ansible-core 2.19 on Python 3.11), the same three with the newest toolchain (ansible-core 2.21
 # on Python 3.12+), the packaging check, molecule.
 # Ends with one summary line of what passed and failed.
-# Two jobs run in the background meanwhile, since these checks leave a CPU idle most of the time:
+# Three jobs run in the background meanwhile, since these checks leave a CPU idle most of the time:
 # the test hosts' images and the stand-ins (mostly the network's and the disk's time), which
-# molecule then finds cached, and the newest toolchain's checks (their stage waits for them; the two
-# ansible-lint runs may overlap, each with the cache of its own virtual environment).
+# molecule then finds cached; the newest toolchain's checks (the two ansible-lint runs may overlap,
+# each with the cache of its own virtual environment); and the packaging check, which mostly waits
+# for the Galaxy importer's installation. The stages of the last two wait for them.
 source "$(dirname "$0")/lib.sh"
 
 stages=(unit sanity lint newest package molecule)
@@ -19,7 +20,7 @@ run_stage() {
     sanity)   "$REPO_ROOT/tools/sanity.sh" ;;
     lint)     "$REPO_ROOT/tools/lint.sh" ;;
     newest)   return "$newest_status" ;;
-    package)  "$REPO_ROOT/tools/package.sh" ;;
+    package)  return "$package_status" ;;
     molecule) "$REPO_ROOT/tools/molecule.sh" ;;
   esac
 }
@@ -47,9 +48,11 @@ finish_job() {
 build_images() { "$REPO_ROOT/tools/build-images.sh" && "$REPO_ROOT/tools/build-standins.sh"; }
 start_job images build_images
 start_job newest "$REPO_ROOT/tools/newest.sh"
-newest_status=0
+newest_status=0 package_status=0
 
 "$REPO_ROOT/tools/venv.sh"
+# After the virtual environment, which the packaging check uses.
+start_job package "$REPO_ROOT/tools/package.sh"
 failed=""
 for stage in "${stages[@]}"; do
   if [[ -n $failed ]]; then
@@ -59,8 +62,9 @@ for stage in "${stages[@]}"; do
   log "stage: $stage"
   start=$SECONDS
   case "$stage" in
-    # Both wait here, in the shell that started them (a stage runs in a subshell).
+    # They wait here, in the shell that started them (a stage runs in a subshell).
     newest) finish_job newest || newest_status=$? ;;
+    package) finish_job package || package_status=$? ;;
     # A failed background build is only reported: molecule.sh builds what is missing again, in the
     # foreground, and stops with the build's error.
     molecule) finish_job images || log "the background build of the test images failed (status $?)" ;;
@@ -76,6 +80,7 @@ done
 
 # A run that stopped early leaves no job behind (their output is not needed then).
 finish_job newest 2>/dev/null || true
+finish_job package 2>/dev/null || true
 finish_job images 2>/dev/null || true
 passed=0
 echo

@@ -181,3 +181,26 @@ def test_the_services_playbook_selects_its_includes_with_their_step_tags():
         steps = {tag for tag in INCLUDED_STEPS if tag.startswith(role + "_")}
         if path == "services.yml" and steps:
             assert steps <= set(tags), (role, tags)
+
+
+# dify_stack includes its steps (include_tasks), so --list-tasks cannot show them: each include must
+# carry its step's tag on itself (to be selected) and in `apply` (for the tasks it includes), the
+# preflight every step's, and stack.yml's include of the role every step's. molecule's default
+# scenario runs the firewall step alone (verify_firewall.yml) and checks that nothing else ran.
+DIFY_STACK_STEPS = {"dify_stack_render": {"render.yml"}, "dify_stack_firewall": {"firewall.yml", "firewall_absent.yml"},
+                    "dify_stack_start": {"start.yml", "report.yml"}}
+
+
+def test_each_step_of_dify_stack_is_included_with_its_tag_and_the_preflight_with_every_one():
+    tasks = yaml.safe_load((REPO / "roles/dify_stack/tasks/main.yml").read_text(encoding="utf-8"))
+    files: Dict[str, Set[str]] = {}
+    for task in tasks:
+        include = task["ansible.builtin.include_tasks"]
+        assert set(task["tags"]) == set(include["apply"]["tags"]), task["name"]
+        for tag in task["tags"]:
+            files.setdefault(tag, set()).add(include["file"])
+    assert files == {tag: names | {"preflight.yml"} for tag, names in DIFY_STACK_STEPS.items()}
+    documented = (REPO / "roles/dify_stack/README.md").read_text(encoding="utf-8")
+    assert all("`%s`" % tag in documented for tag in DIFY_STACK_STEPS)
+    applications = [tags for path, role, tags, _applied in _role_applications() if role == "dify_stack"]
+    assert applications and all(set(DIFY_STACK_STEPS) <= set(tags) for tags in applications), applications
